@@ -1,0 +1,8 @@
+/* Placeholder: the planner feature adds its types/functions here. */
+#include "py_common.h"
+
+int tb_py_planner_exec(PyObject *module)
+{
+    (void)module;
+    return 0;
+}

@@ -1,0 +1,1 @@
+"""Capture: a model -> an FX graph + the graph IR (placeholder until the capture work lands)."""
