@@ -1,0 +1,60 @@
+"""Test helpers of the runtime: a minimal symbolic_trace capture, even stage bounds,
+and reference runs of the plain model. (The real capture/plan APIs replace the
+capture here once they land; the executor only needs the Captured contract.)"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+import torch.fx
+
+
+def fx_capture(model: torch.nn.Module) -> Any:
+    """A Captured-like object from torch.fx.symbolic_trace (tensor-only arguments)."""
+    gm = torch.fx.symbolic_trace(model)
+    sig = inspect.signature(model.forward)
+    names = [n.name for n in gm.graph.nodes if n.op == "placeholder"]
+
+    def binder(args: tuple, kwargs: dict) -> list:
+        b = sig.bind(*args, **kwargs)
+        b.apply_defaults()
+        return list(b.arguments.values())
+
+    return SimpleNamespace(
+        gm=gm, method="symbolic_trace",
+        param_bindings={n.name: str(n.target) for n in gm.graph.nodes if n.op == "get_attr"},
+        input_names=names, input_binder=binder, out_spec=None, buffer_updates={},
+        constants={})
+
+
+def even_bounds(gm: torch.fx.GraphModule, n_stages: int) -> list[tuple[int, int]]:
+    """n_stages contiguous bounds over the node list with about equal compute nodes."""
+    nodes = list(gm.graph.nodes)
+    compute = [i for i, n in enumerate(nodes) if n.op not in ("placeholder", "get_attr", "output")]
+    n_stages = min(n_stages, len(compute))
+    cuts = [compute[(k * len(compute)) // n_stages] for k in range(1, n_stages)]
+    starts = [0] + cuts
+    ends = cuts + [len(nodes)]
+    return list(zip(starts, ends))
+
+
+def clone_model(model: torch.nn.Module) -> torch.nn.Module:
+    return copy.deepcopy(model)
+
+
+def grads(model: torch.nn.Module) -> dict[str, torch.Tensor | None]:
+    return {k: (None if p.grad is None else p.grad.clone()) for k, p in model.named_parameters()}
+
+
+def assert_same_grads(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    ga, gb = grads(a), grads(b)
+    assert ga.keys() == gb.keys()
+    for k in ga:
+        if ga[k] is None or gb[k] is None:
+            assert ga[k] is None and gb[k] is None, k
+        else:
+            assert torch.equal(ga[k], gb[k]), f"grad of {k} differs: max abs diff {(ga[k] - gb[k]).abs().max()}"
