@@ -15,7 +15,7 @@ from torch.autograd.graph import saved_tensors_hooks
 from torch.utils import _pytree as pytree
 
 from ..tree import Keep, Region
-from .accounting import Tracker, TrackedEnv
+from .accounting import TrackedEnv, Tracker
 from .program import KeepStep, Program, compile_program
 from .regions import RegionFrame
 from .split import stage_node_lists

@@ -20,13 +20,13 @@ so they are updated exactly once per step.
 from __future__ import annotations
 
 import time
-from contextlib import ExitStack, contextmanager
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import torch
 from torch.autograd.graph import saved_tensors_hooks
 
-from .accounting import Tracker, TrackedEnv
+from .accounting import TrackedEnv, Tracker
 from .program import KeepStep, RegionStep
 
 
