@@ -215,3 +215,17 @@ def test_chain_api():
         stage_chain(_ir(), 0)
     with pytest.raises(TypeError, match="ir must be a tiny_backprop.ir.GraphIR"):
         analyze_graph([1, 2])  # type: ignore[arg-type]
+
+
+def test_ten_thousand_nodes_is_fast():
+    import time
+
+    rng = random.Random(7)
+    n = 10_000
+    ins = [[]] + [[v - 1] + ([rng.randrange(v)] if rng.random() < 0.3 else []) for v in range(1, n)]
+    t0 = time.perf_counter()
+    g = _C.Graph([rng.randint(1, 10**6) for _ in range(n)], [0] * n, [1.0] * n, [0] * n, ins)
+    for m in (1, 64, 512, n):
+        stages = g.coarsen(m)
+        assert len(stages) == min(m, n)
+    assert time.perf_counter() - t0 < 1.0  # measured ~0.01 s
