@@ -58,3 +58,35 @@ def assert_same_grads(a: torch.nn.Module, b: torch.nn.Module) -> None:
             assert ga[k] is None and gb[k] is None, k
         else:
             assert torch.equal(ga[k], gb[k]), f"grad of {k} differs: max abs diff {(ga[k] - gb[k]).abs().max()}"
+
+
+def trees(n: int) -> dict[str, tuple]:
+    """Plan trees over n stages: store-all, per-stage regions, nested bisection."""
+    from tiny_backprop.tree import Keep, Region
+
+    def bisect(s: int, e: int) -> tuple:
+        if e - s == 1:
+            return (Keep(s),)
+        mid = (s + e) // 2
+        left = Region(s, mid, bisect(s, mid)) if mid - s > 1 else Keep(s)
+        return (left,) + bisect(mid, e)
+
+    per_stage = tuple(Region(i, i + 1, (Keep(i),)) for i in range(n - 1)) + (Keep(n - 1),)
+    outer = (Region(0, n - 1, bisect(0, n - 1)), Keep(n - 1)) if n > 2 else bisect(0, n)
+    return {"store_all": tuple(Keep(i) for i in range(n)), "per_stage": per_stage,
+            "nested": bisect(0, n), "outer": outer}
+
+
+def step(model: torch.nn.Module, fn, args: tuple, kwargs: dict | None = None, seed: int = 0):
+    """One forward+backward with a fixed seed; returns (loss, rng state after)."""
+    torch.manual_seed(seed)
+    out = fn(*args, **(kwargs or {}))
+    loss = out if isinstance(out, torch.Tensor) else out[0]
+    loss.backward()
+    return loss.detach(), torch.get_rng_state()
+
+
+def assert_same_buffers(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    for (ka, va), (kb, vb) in zip(a.named_buffers(), b.named_buffers()):
+        assert ka == kb
+        assert torch.equal(va, vb), f"buffer {ka} differs"

@@ -180,9 +180,11 @@ class RegionFrame:
                         f"tiny_backprop: input {name!r} of the region over stages "
                         f"{self.step.first}..{self.step.last} was modified in place after "
                         "the region ran; it cannot be recomputed")
-                v = v.clone() if name in self.step.mutated_inputs else v.detach()
+                v = v.detach()
                 if rg:
                     v.requires_grad_(True)
+                if name in self.step.mutated_inputs:  # a fresh non-leaf copy to write to
+                    v = v.clone()
             env[name] = v
         return env
 
@@ -211,9 +213,10 @@ class RegionFrame:
             nonlocal counter
             counter += 1
 
-        env = self._input_env()
+        env = TrackedEnv(self.tracker)
         try:
             with self._replay():
+                env = self._input_env()  # under enable_grad: copies must track grad
                 for child in self.step.children:
                     if isinstance(child, KeepStep):
                         with saved_tensors_hooks(store, _never_unpack):
