@@ -48,6 +48,16 @@ def _base_name(target: Any) -> str:
     return getattr(target, "__name__", "")
 
 
+def _training_arg(node: torch.fx.Node) -> Any:
+    """The ``train``/``training`` argument of a dropout call (None if not given)."""
+    for key in ("train", "training"):
+        if key in node.kwargs:
+            return node.kwargs[key]
+    if len(node.args) >= 3:
+        return node.args[2]
+    return None
+
+
 def op_flags(node: torch.fx.Node, root: torch.nn.Module) -> int:
     """FLAG_RANDOM / FLAG_INPLACE / FLAG_NEVER_RECOMPUTE bits of one node."""
     if node.op not in ("call_function", "call_method", "call_module"):
@@ -73,12 +83,9 @@ def op_flags(node: torch.fx.Node, root: torch.nn.Module) -> int:
         if target._schema.is_mutable:
             flags |= FLAG_INPLACE
     if name in RANDOM_NAMES:
-        # F.dropout(x, p, training=False) and aten.dropout(x, p, False) draw nothing.
-        train = node.kwargs.get("training", node.kwargs.get("train", True))
-        if isinstance(target, torch._ops.OpOverload) and len(node.args) >= 3:
-            train = node.args[2]
-        if train is not False:
-            flags |= FLAG_RANDOM
+        flags |= FLAG_RANDOM
+    if "dropout" in name and _training_arg(node) is False:
+        flags &= ~FLAG_RANDOM  # F.dropout(x, p, training=False) / aten.dropout(x, p, False)
     if name in DATA_DEPENDENT_NAMES:
         flags |= FLAG_NEVER_RECOMPUTE
     if "collective" in name or name.startswith(("all_reduce", "all_gather", "reduce_scatter")):
