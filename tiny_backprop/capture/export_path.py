@@ -54,14 +54,12 @@ def trace_export(model: torch.nn.Module, args: tuple, kwargs: dict) -> Captured:
         if spec.kind in (InputKind.PARAMETER, InputKind.BUFFER):
             bindings[name] = spec.target
         elif spec.kind == InputKind.CONSTANT_TENSOR:
+            bindings[name] = spec.target
             try:
-                value = _resolve(model, spec.target)
+                on_model = isinstance(_resolve(model, spec.target), torch.Tensor)
             except AttributeError:
-                value = None
-            if isinstance(value, torch.Tensor):
-                bindings[name] = spec.target
-            else:
-                bindings[name] = spec.target
+                on_model = False
+            if not on_model:  # a lifted constant the model has no attribute for
                 constants[name] = ep.constants[spec.target]
         elif spec.kind == InputKind.USER_INPUT:
             input_names.append(name)
