@@ -186,3 +186,18 @@ def test_export_output_bytes_match_node_shapes(captured, name):
             assert info.output_bytes == expected, node.name
             checked += 1
     assert checked > 10
+
+
+def test_export_binds_plain_tensor_attributes_as_constants():
+    class WithConstant(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.scale = nn.Linear(4, 4), torch.full((4,), 2.0)
+
+        def forward(self, *args):
+            return self.fc(args[0]) * self.scale
+
+    model, x = WithConstant(), torch.randn(2, 4)
+    cap = capture(model, x)
+    assert cap.method == "export" and "scale" in cap.param_bindings.values()
+    assert torch.equal(cap.run(model, x), model(x))
