@@ -90,3 +90,21 @@ def assert_same_buffers(a: torch.nn.Module, b: torch.nn.Module) -> None:
     for (ka, va), (kb, vb) in zip(a.named_buffers(), b.named_buffers()):
         assert ka == kb
         assert torch.equal(va, vb), f"buffer {ka} differs"
+
+
+def have_planner() -> bool:
+    try:
+        import tiny_backprop.plan  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def dev_plan(ir, budget, planner="optimal", max_stages=None):
+    """Stand-in for tiny_backprop.plan until the planner lands: fixed tree shapes."""
+    from tiny_backprop.chain import stage_chain
+
+    sc = stage_chain(ir, max_stages or 8)
+    shapes = trees(len(sc))
+    name = {"store_all": "store_all", "per_stage": "per_stage", "tree": "nested"}.get(planner, "outer")
+    return SimpleNamespace(tree=shapes[name], chain=sc, peak_bytes=0, budget_bytes=0)
