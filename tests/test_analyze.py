@@ -28,7 +28,8 @@ def _fakes():
                              store_all_peak=14 * MIB, lower_bound=6 * MIB)
     chain = StageChain(bounds=[(0, 3), (3, 7)], forward_cost=[2e9, 3e9],
                        backward_cost=[4e9, 6e9], input_bytes=[4 * MIB, 2 * MIB],
-                       saved_bytes=[6 * MIB, 5 * MIB], topo_order=list(range(7)))
+                       saved_bytes=[6 * MIB, 5 * MIB], topo_order=list(range(7)),
+                       never_recompute=[False, False])
     return analysis, chain
 
 
