@@ -101,10 +101,35 @@ def have_planner() -> bool:
 
 
 def dev_plan(ir, budget, planner="optimal", max_stages=None):
-    """Stand-in for tiny_backprop.plan until the planner lands: fixed tree shapes."""
+    """Stand-in for tiny_backprop.plan until the planner lands: fixed tree shapes
+    (store-all, or one nested region per run of recomputable stages)."""
     from tiny_backprop.chain import stage_chain
+    from tiny_backprop.tree import Keep, Region
 
     sc = stage_chain(ir, max_stages or 8)
-    shapes = trees(len(sc))
-    name = {"store_all": "store_all", "per_stage": "per_stage", "tree": "nested"}.get(planner, "outer")
-    return SimpleNamespace(tree=shapes[name], chain=sc, peak_bytes=0, budget_bytes=0)
+    n = len(sc)
+    never = list(sc.never_recompute) + [True]  # the last stage is always kept here
+    never[n - 1] = True
+    if planner == "store_all" or budget == 1.0:
+        tree = tuple(Keep(i) for i in range(n))
+    else:
+        tree, i = [], 0
+        while i < n:
+            if never[i]:
+                tree.append(Keep(i))
+                i += 1
+                continue
+            j = i
+            while not never[j]:
+                j += 1
+            sub = trees(j - i + 1)["nested"]  # over stages 0..j-i, shifted to i
+
+            def shift(nodes, d=i):
+                return tuple(Keep(x.stage + d) if isinstance(x, Keep)
+                             else Region(x.start + d, x.end + d, shift(x.children)) for x in nodes)
+
+            inner = shift(sub)[:-1] if j - i > 0 else ()
+            tree.append(Region(i, j, inner) if j - i > 1 else Region(i, j, (Keep(i),)))
+            i = j
+        tree = tuple(tree)
+    return SimpleNamespace(tree=tree, chain=sc, peak_bytes=0, budget_bytes=0)
