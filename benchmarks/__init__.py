@@ -1,0 +1,1 @@
+"""Benchmark CLIs: python -m benchmarks.<name>."""

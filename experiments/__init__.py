@@ -1,0 +1,1 @@
+"""Longer studies: python -m experiments.<name>."""
