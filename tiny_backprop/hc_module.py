@@ -146,13 +146,12 @@ class HCModule(nn.Module):
         except CaptureError:
             if self.fallback != "per_block":
                 raise
-            from .runtime.blocks import prepare_per_block
-
-            logger.info("tiny_backprop: %s could not be captured as a graph; planning "
-                        "over calls of its repeated blocks (fallback='per_block')",
+            logger.info("tiny_backprop: %s could not be captured as a graph",
                         type(model).__name__)
-            return prepare_per_block(model, self.budget, self.planner, self._tracker,
-                                     args, kwargs)
+            raise NotImplementedError(
+                f"{type(model).__name__} could not be captured as a graph and "
+                "fallback='per_block' (planning over module calls) is not implemented yet; "
+                "use a capturable model or fallback=None")
         plan = _make_plan(captured.ir, self.budget, self.planner, self.max_stages)
         chain = plan.chain
         never = list(getattr(chain, "never_recompute", []) or [])
