@@ -143,7 +143,7 @@ class HCModule(nn.Module):
         model = self._wrapped
         try:
             captured = _capture_model(model, args, kwargs)
-        except CaptureError:
+        except CaptureError as err:
             if self.fallback != "per_block":
                 raise
             logger.info("tiny_backprop: %s could not be captured as a graph",
@@ -151,7 +151,7 @@ class HCModule(nn.Module):
             raise NotImplementedError(
                 f"{type(model).__name__} could not be captured as a graph and "
                 "fallback='per_block' (planning over module calls) is not implemented yet; "
-                "use a capturable model or fallback=None")
+                "use a capturable model or fallback=None") from err
         plan = _make_plan(captured.ir, self.budget, self.planner, self.max_stages)
         chain = plan.chain
         never = list(getattr(chain, "never_recompute", []) or [])
