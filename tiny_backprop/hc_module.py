@@ -101,6 +101,7 @@ class HCModule(nn.Module):
         object.__setattr__(self, "_cache", {})
         object.__setattr__(self, "_current", None)
         object.__setattr__(self, "_tracker", Tracker())
+        object.__setattr__(self, "_stale_exclusions", True)
         self.budget = budget
         self.planner = planner
         self.fallback = fallback
@@ -113,6 +114,11 @@ class HCModule(nn.Module):
     def module(self) -> nn.Module:
         """The wrapped model."""
         return self._wrapped
+
+    def _apply(self, fn: Any, recurse: bool = True) -> HCModule:
+        out = super()._apply(fn, recurse)
+        object.__setattr__(self, "_stale_exclusions", True)  # params may have moved
+        return out
 
     def train(self, mode: bool = True) -> HCModule:
         """Set train/eval mode on the wrapper and the model."""
@@ -169,7 +175,9 @@ class HCModule(nn.Module):
         if prepared is None:
             prepared = self._prepare(args, kwargs)
             self._cache[key] = prepared
+        if self._stale_exclusions or prepared is not self._current:
+            prepared.executor.refresh_exclusions()
+            object.__setattr__(self, "_stale_exclusions", False)
         object.__setattr__(self, "_current", prepared)
         self._tracker.start_step()
-        prepared.executor.refresh_exclusions()
         return prepared.executor(*args, **kwargs)

@@ -125,6 +125,10 @@ class TrackedEnv(dict):
         self.keys_of[name] = self.tracker.hold(value)
         self.tracker.release(old)
 
+    def put_untracked(self, name: str, value: object) -> None:
+        """Store a value that is never activation memory (a parameter, a buffer)."""
+        dict.__setitem__(self, name, value)
+
     def drop(self, names: list[str]) -> None:
         """Forget values no longer needed."""
         for n in names:

@@ -85,9 +85,9 @@ class Executor:
         for name, v in zip(self.captured.input_names, values):
             env[name] = v
         for name, qual in self.bound:
-            env[name] = _resolve(self.model, qual)
+            env.put_untracked(name, _resolve(self.model, qual))
         for name, v in self.consts:
-            env[name] = v
+            env.put_untracked(name, v)
         return env
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
