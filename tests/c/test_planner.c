@@ -15,7 +15,7 @@ static const int64_t X4[] = {10, 10, 10, 10}, G4[] = {10, 10, 10, 10};
 
 static tb_chain chain4(const uint8_t *mk)
 {
-    return (tb_chain){4, F4, B4, X4, G4, mk};
+    return (tb_chain){4, F4, B4, X4, G4, mk, 0, NULL};
 }
 
 static void test_known_answers(void)
@@ -107,12 +107,12 @@ static void test_invalid(void)
     tb_plan_tree self = {2, 2, k2, s2, e2}; /* region nested in itself, never closed */
     CHECK(tb_simulate(NULL, &c, &self, &cost, &peak) == TB_ERR_INVALID);
     double nan_f[4] = {1, 1, NAN, 1};
-    tb_chain cn = {4, nan_f, B4, X4, G4, NULL};
+    tb_chain cn = {4, nan_f, B4, X4, G4, NULL, 0, NULL};
     CHECK(tb_chain_check(&cn) == TB_ERR_INVALID);
     int64_t neg[4] = {1, -1, 1, 1};
-    tb_chain cneg = {4, F4, B4, neg, G4, NULL};
+    tb_chain cneg = {4, F4, B4, neg, G4, NULL, 0, NULL};
     CHECK(tb_chain_check(&cneg) == TB_ERR_INVALID);
-    tb_chain empty = {0, F4, B4, X4, G4, NULL};
+    tb_chain empty = {0, F4, B4, X4, G4, NULL, 0, NULL};
     CHECK(tb_chain_check(&empty) == TB_ERR_INVALID);
     tb_plan_tree tree = {0};
     CHECK(tb_plan_optimal(NULL, &c, 100, 0, &cost, &tree) == TB_ERR_INVALID);
@@ -124,7 +124,7 @@ static void test_alloc_failures(void)
 {
     double f[7] = {1, 2, 3, 1, 2, 3, 1}, b[7] = {2, 4, 6, 2, 4, 6, 2};
     int64_t x[7] = {5, 9, 3, 8, 2, 7, 4}, g[7] = {6, 2, 9, 4, 7, 3, 5};
-    tb_chain c = {7, f, b, x, g, NULL};
+    tb_chain c = {7, f, b, x, g, NULL, 0, NULL};
     for (int which = 0; which < 6; which++) {
         int ok = 0;
         for (size_t k = 1; k < 200 && !ok; k++) {
