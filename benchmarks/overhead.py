@@ -31,6 +31,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default="gpt2", choices=zoo.MODELS)
     ap.add_argument("--profile", default="small", choices=zoo.PROFILES)
     ap.add_argument("--budget", default="1.0", help="budget (fraction, bytes or '2GiB')")
+    ap.add_argument("--planner", default="optimal",
+                    help="planner (store_all: no recompute, the pure overhead)")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--json", action="store_true", help="print JSON only")
@@ -42,7 +44,7 @@ def main(argv: list[str] | None = None) -> dict:
         pass
     w = zoo.build(a.model, a.profile)
     model = w.model.train()
-    hc = HCModule(model, budget)
+    hc = HCModule(model, budget, planner=a.planner)
     for _ in range(a.warmup):
         _step(model, model, w.args)
         _step(hc, model, w.args)
