@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 import torch.nn as nn
-from _capture_checks import assert_unchanged, eager_vs_captured, meta_bytes, snapshot
-from _capture_models import DataDependent, KwargsDict, cases
 
+from tests._capture_checks import assert_unchanged, eager_vs_captured, meta_bytes, snapshot
+from tests._capture_models import DataDependent, KwargsDict, cases
 from tiny_backprop import Captured, CaptureError, capture
 from tiny_backprop.ir import (
     FLAG_ALIAS,

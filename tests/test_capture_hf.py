@@ -6,8 +6,8 @@ import copy
 
 import pytest
 import torch
-from _capture_checks import assert_unchanged, eager_vs_captured, meta_bytes, snapshot
 
+from tests._capture_checks import assert_unchanged, eager_vs_captured, meta_bytes, snapshot
 from tiny_backprop import capture
 from tiny_backprop.ir import FLAG_OUTPUT, FLAG_PARAM, FLAG_RANDOM
 
