@@ -23,9 +23,9 @@ from tiny_backprop.ir import (
 )
 
 
-def random_graph(rng: random.Random) -> dict[str, list]:
+def random_graph(rng: random.Random, n_max: int = 24, p_saved: float = 0.4) -> dict[str, list]:
     """A random DAG with random flags; node ids are sometimes shuffled (not topological)."""
-    n = rng.randint(0, 24)
+    n = rng.randint(0, n_max)
     zero_costs = rng.random() < 0.2
     inputs: list[list[int]] = []
     flags: list[int] = []
@@ -41,7 +41,7 @@ def random_graph(rng: random.Random) -> dict[str, list]:
             f = 0
             for bit, prob in (
                 (FLAG_ALIAS, 0.2),
-                (FLAG_OUTPUT_SAVED, 0.4),
+                (FLAG_OUTPUT_SAVED, p_saved),
                 (FLAG_OUTPUT, 0.1),
                 (FLAG_NEVER_RECOMPUTE, 0.05),
                 (FLAG_PARAM, 0.05),
@@ -74,11 +74,14 @@ def make(a: dict[str, list]) -> _C.Graph:
     return _C.Graph(a["output_bytes"], a["saved_bytes"], a["cost"], a["flags"], a["inputs"])
 
 
-def test_c_matches_reference_on_random_dags():
-    rng = random.Random(1234)
+@pytest.mark.parametrize("n_max,p_saved,count", [(24, 0.4, 300), (160, 0.7, 25)])
+def test_c_matches_reference_on_random_dags(n_max: int, p_saved: float, count: int):
+    # the large graphs exercise the clean-cut fallback (more than TB_COARSEN_SPAN
+    # allowed positions without a clean cut)
+    rng = random.Random(1234 + n_max)
     checked_kahn = 0
-    for _ in range(300):
-        a = random_graph(rng)
+    for _ in range(count):
+        a = random_graph(rng, n_max, p_saved)
         before = copy.deepcopy(a)
         g = make(a)
         ref = RefGraph(**a)
@@ -106,7 +109,7 @@ def test_c_matches_reference_on_random_dags():
                 assert all(s[1] == t[0] for s, t in zip(stages, stages[1:]))
                 assert all(s[0] < s[1] for s in stages)
                 assert math.isclose(sum(s[2] for s in stages), sum(a["cost"]), rel_tol=1e-9)
-    assert checked_kahn > 20  # the non-topological path was exercised
+    assert checked_kahn > count // 15  # the non-topological path was exercised
 
 
 def test_one_stage_per_nontrivial_node_and_balance():
@@ -115,7 +118,7 @@ def test_one_stage_per_nontrivial_node_and_balance():
         "output_bytes": [100] * n,
         "saved_bytes": [0] * n,
         "cost": [1.0] * n,
-        "flags": [FLAG_INPUT, FLAG_PARAM] + [0] * (n - 2),
+        "flags": [FLAG_INPUT, FLAG_PARAM] + [FLAG_OUTPUT_SAVED] * (n - 2),
         "inputs": [[], []] + [[v - 1, 1] for v in range(2, n)],
     }
     g = make(a)
@@ -124,6 +127,27 @@ def test_one_stage_per_nontrivial_node_and_balance():
     four = g.coarsen(4)
     assert len(four) == 4
     assert all(40 <= s[2] <= 60 for s in four)  # balanced: 200 / 4 each, +- half a stage
+    # nothing saved: no cut is clean, so one fallback cut per TB_COARSEN_SPAN positions
+    # (equal over-counts: the latest of each scan)
+    a["flags"] = [FLAG_INPUT, FLAG_PARAM] + [0] * (n - 2)
+    stages = make(a).coarsen(10_000)
+    assert [s[0] for s in stages] == [0, 34, 66, 98, 130, 162, 194]
+    assert stages == RefGraph(**a).coarsen(10_000)
+
+
+def test_clean_cuts_skip_unsaved_views_and_free_ops():
+    # 0 INPUT; 1 mm(0) saved; 2 view(1) ALIAS; 3 scale(2) (unsaved: 4 saves its output);
+    # 4 softmax(3) saved; 5 free(4) cost 0, saved; 6 mm(5) OUTPUT
+    flags = [FLAG_INPUT, FLAG_OUTPUT_SAVED, FLAG_ALIAS, 0, FLAG_OUTPUT_SAVED,
+             FLAG_OUTPUT_SAVED, FLAG_OUTPUT]
+    cost = [0.0, 10.0, 0.0, 1.0, 1.0, 0.0, 10.0]
+    ins = [[], [0], [1], [2], [3], [4], [5]]
+    a = {"output_bytes": [8] * 7, "saved_bytes": [0] * 7, "cost": cost, "flags": flags,
+         "inputs": ins}
+    stages = make(a).coarsen(100)
+    # no cut after 2 (ALIAS) or 5 (cost 0); none after 3 (its output is not saved)
+    assert [s[0] for s in stages] == [0, 2, 5]
+    assert stages == RefGraph(**a).coarsen(100)
 
 
 def test_coarsen_prefers_small_frontier():
@@ -131,7 +155,8 @@ def test_coarsen_prefers_small_frontier():
     n = 10
     out = [1000] * n
     out[4] = 1
-    g = _C.Graph(out, [0] * n, [1.0] * n, [0] * n, [[]] + [[v - 1] for v in range(1, n)])
+    flags = [FLAG_OUTPUT_SAVED] * n  # every cut is clean
+    g = _C.Graph(out, [0] * n, [1.0] * n, flags, [[]] + [[v - 1] for v in range(1, n)])
     stages = g.coarsen(2)
     assert stages[1][0] == 5 and stages[1][4] == 1
 
@@ -230,8 +255,11 @@ def test_ten_thousand_nodes_is_fast():
     n = 10_000
     ins = [[]] + [[v - 1] + ([rng.randrange(v)] if rng.random() < 0.3 else []) for v in range(1, n)]
     t0 = time.perf_counter()
-    g = _C.Graph([rng.randint(1, 10**6) for _ in range(n)], [0] * n, [1.0] * n, [0] * n, ins)
+    out = [rng.randint(1, 10**6) for _ in range(n)]
+    g = _C.Graph(out, [0] * n, [1.0] * n, [FLAG_OUTPUT_SAVED] * n, ins)
     for m in (1, 64, 512, n):
         stages = g.coarsen(m)
         assert len(stages) == min(m, n)
+    unsaved = _C.Graph(out, [0] * n, [1.0] * n, [0] * n, ins)  # every cut is a fallback
+    assert len(unsaved.coarsen(n)) > n // 40
     assert time.perf_counter() - t0 < 1.0  # measured ~0.01 s

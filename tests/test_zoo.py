@@ -34,3 +34,19 @@ def test_bad_arguments_name_the_argument():
 def test_overrides_change_the_size():
     w = zoo.build("gpt2", "small", overrides={"seq": 32})
     assert w.args[0].shape[1] == 32
+
+
+@pytest.mark.parametrize("name", zoo.MODELS)
+def test_store_all_prediction_matches_graph_peak(name):
+    """Clean cuts (csrc/core/graph.h): the chain's store-all plan predicts the graph's
+    store-all peak within 10%, and the optimal plan fits half of it."""
+    import tiny_backprop as tb
+    from tiny_backprop.chain import analyze_graph
+
+    w = zoo.build(name, "small")
+    ir = tb.capture(w.model, *w.args, **w.kwargs).ir
+    graph_peak = analyze_graph(ir).store_all_peak
+    predicted = tb.plan(ir, 1.0, planner="store_all").peak_bytes
+    assert abs(predicted - graph_peak) <= 0.1 * graph_peak, (predicted, graph_peak)
+    half = tb.plan(ir, graph_peak // 2)
+    assert half.peak_bytes <= 0.5 * graph_peak, (half.peak_bytes, graph_peak)

@@ -19,6 +19,9 @@ from .ir import (
 
 Stage = tuple[int, int, float, float, int, int, bool]
 
+#: Allowed positions scanned for a clean cut before falling back (TB_COARSEN_SPAN).
+SPAN = 32
+
 
 class RefGraph:
     """The analysis of one graph (same arguments as ``_C.Graph``; no validation)."""
@@ -41,6 +44,9 @@ class RefGraph:
         self.pos = {v: p for p, v in enumerate(self.order)}
         self.owner = self._owners()
         self.last = self._last_positions()
+        self.saved_roots = {
+            self.owner[v] for v in range(self.n) if self.flags[v] & FLAG_OUTPUT_SAVED
+        }
 
     # -- structure ---------------------------------------------------------------
 
@@ -95,7 +101,7 @@ class RefGraph:
 
     def is_saved_root(self, r: int) -> bool:
         """True if r's storage is kept for backward (it or an alias is OUTPUT_SAVED)."""
-        return any(self.owner[v] == r and self.flags[v] & FLAG_OUTPUT_SAVED for v in range(self.n))
+        return r in self.saved_roots
 
     def live_after(self, r: int, p: int) -> bool:
         return self.pos[r] <= p < self.last[r]
@@ -148,10 +154,65 @@ class RefGraph:
             return True
         return bool(self.flags[v] & FLAG_INPUT) and not self.inputs[v]
 
+    def allowed_cuts(self) -> list[int]:
+        """Non-trivial positions after the first non-trivial one, not right after an
+        ALIAS node or (when some cost is positive) a zero-cost node."""
+        total = 0.0
+        for v in self.order:
+            total += self.cost[v]
+        nontrivial = [p for p in range(self.n) if not self.is_trivial(self.order[p])]
+        allowed = []
+        for prev_p, p in zip(nontrivial, nontrivial[1:]):
+            prev = self.order[prev_p]
+            if self.flags[prev] & FLAG_ALIAS:
+                continue
+            if total > 0.0 and self.cost[prev] == 0.0:
+                continue
+            allowed.append(p)
+        return allowed
+
+    def unsaved_bytes(self, r: int) -> int:
+        """Bytes of root r over-counted if it crosses a boundary (0 unless unsaved)."""
+        if not self.is_root(r) or self.is_saved_root(r) or self.flags[r] & FLAG_INPUT:
+            return 0
+        if self.last[r] <= self.pos[r] or self.last[r] == self.n:
+            return 0
+        return self.root_bytes(r)
+
+    def over_count(self, c0: int, c: int) -> int:
+        """U(c0, c): bytes of unsaved roots made at positions c0..c-1 live at c."""
+        return sum(
+            self.unsaved_bytes(r)
+            for r in range(self.n)
+            if self.is_root(r) and c0 <= self.pos[r] < c <= self.last[r]
+        )
+
+    def clean_cuts(self) -> list[int]:
+        """The greedy clean cuts of graph.h (fallback: least U, smallest frontier, latest)."""
+        allowed = self.allowed_cuts()
+        frontier = self.frontier_bytes()
+        cuts: list[int] = []
+        c0, i = 0, 0
+        while i < len(allowed):
+            scanned = allowed[i : i + SPAN]
+            overs = [self.over_count(c0, c) for c in scanned]
+            if 0 in overs:
+                k = i + overs.index(0)
+            elif i + len(scanned) >= len(allowed):
+                break
+            else:
+                k = i + min(
+                    range(len(scanned)),
+                    key=lambda j: (overs[j], frontier[scanned[j] - 1], -j),
+                )
+            cuts.append(allowed[k])
+            c0 = allowed[k]
+            i = k + 1
+        return cuts
+
     def cut_positions(self, max_stages: int) -> list[int]:
         """Start positions of the stages (the heuristic of graph.h, written plainly)."""
-        nontrivial = [p for p in range(self.n) if not self.is_trivial(self.order[p])]
-        candidates = nontrivial[1:]
+        candidates = self.clean_cuts()
         if max_stages > len(candidates):
             return [0, *candidates]
         total = 0.0

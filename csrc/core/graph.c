@@ -333,6 +333,17 @@ static int is_trivial(const tb_graph *g, int64_t v)
     return (g->flags[v] & TB_FLAG_INPUT) && g->in_offsets[v + 1] == g->in_offsets[v];
 }
 
+/* Bytes of root r that would be over-counted if r crossed a stage boundary: a root
+ * (r >= 0) with bytes, live after its position, not a graph input, not living to the
+ * end, and not kept for backward anyway. 0 otherwise. */
+static int64_t unsaved_bytes(const tb_graph *g, int64_t r)
+{
+    if (r < 0 || g->saved[r] || (g->flags[r] & TB_FLAG_INPUT) || g->last[r] <= g->pos[r] ||
+        g->last[r] == g->n)
+        return 0;
+    return tb_graph_root_bytes(g, r);
+}
+
 /* first index i in [lo, hi] with P[cand[i]] >= x (hi + 1 if none) */
 static int64_t first_at_least(const double *prefix, const int64_t *cand, int64_t lo, int64_t hi,
                               double x)
@@ -377,23 +388,66 @@ tb_status tb_graph_coarsen(const tb_graph *g, int64_t max_stages, tb_stage **sta
         return TB_OK;
 
     tb_status st = TB_ERR_NOMEM;
-    int64_t *cand = NULL, *starts = NULL;
+    int64_t *cand = NULL, *starts = NULL, *allowed = NULL, *stamp = NULL;
     double *prefix = NULL;
     tb_stage *stages = NULL;
-    if (!NEW_ARRAY(cand, n) || !NEW_ARRAY(starts, n + 1) || !NEW_ARRAY(prefix, n + 1))
+    if (!NEW_ARRAY(cand, n) || !NEW_ARRAY(starts, n + 1) || !NEW_ARRAY(prefix, n + 1) ||
+        !NEW_ARRAY(allowed, n) || !NEW_ARRAY(stamp, n))
         goto cleanup;
 
-    /* candidates: non-trivial positions after the first non-trivial one */
-    int64_t K = 0, M = 0;
+    /* allowed positions: non-trivial, after the first non-trivial one, and not right
+     * after an ALIAS node or (when some cost is positive) a zero-cost node */
     double total = 0.0;
+    for (int64_t p = 0; p < n; p++)
+        total += g->cost[g->order[p]];
+    int64_t A = 0, prev = -1;
     for (int64_t p = 0; p < n; p++) {
         int64_t v = g->order[p];
-        total += g->cost[v];
-        if (!is_trivial(g, v)) {
-            if (K > 0)
-                cand[M++] = p;
-            K++;
+        if (is_trivial(g, v))
+            continue;
+        if (prev >= 0 && !(g->flags[prev] & TB_FLAG_ALIAS) &&
+            !(total > 0.0 && g->cost[prev] == 0.0))
+            allowed[A++] = p;
+        prev = v;
+    }
+    /* clean cuts, greedily from the left (see graph.h): U = unsaved bytes produced since
+     * the previous cut c0 that cross the cut under consideration */
+    int64_t M = 0, c0 = 0, i = 0, tick = 0;
+    while (i < A) {
+        int64_t unsaved = 0, fb = -1, fb_u = 0, p = c0;
+        int64_t k = i;
+        for (; k < A && k - i < TB_COARSEN_SPAN; k++) {
+            int64_t c = allowed[k];
+            for (; p < c; p++) { /* move the cut from p to p + 1 */
+                int64_t v = g->order[p];
+                tick++; /* stamp[r] == tick: r already counted out at this step */
+                for (int64_t e = g->in_offsets[v]; e < g->in_offsets[v + 1]; e++) {
+                    int64_t r = g->owner[g->in_indices[e]];
+                    if (g->last[r] == p && g->pos[r] >= c0 && stamp[r] != tick) {
+                        stamp[r] = tick;
+                        unsaved -= unsaved_bytes(g, r);
+                    }
+                }
+                unsaved += unsaved_bytes(g, g->owner[v] == v ? v : -1);
+            }
+            if (unsaved == 0)
+                break;
+            if (fb < 0 || unsaved < fb_u ||
+                (unsaved == fb_u && g->frontier[c - 1] <= g->frontier[allowed[fb] - 1])) {
+                fb = k;
+                fb_u = unsaved;
+            }
         }
+        if (k < A && k - i < TB_COARSEN_SPAN) {
+            cand[M++] = allowed[k]; /* clean */
+        } else if (k == A) {
+            break; /* no clean cut before the end: the last stage runs to it */
+        } else {
+            k = fb; /* fallback: the least unsaved bytes, then the smallest frontier, latest */
+            cand[M++] = allowed[k];
+        }
+        c0 = allowed[k];
+        i = k + 1;
     }
     int use_counts = !(total > 0.0);
     prefix[0] = 0.0;
@@ -495,6 +549,8 @@ cleanup:
     tb_free(&g->alloc, cand);
     tb_free(&g->alloc, starts);
     tb_free(&g->alloc, prefix);
+    tb_free(&g->alloc, allowed);
+    tb_free(&g->alloc, stamp);
     tb_free(&g->alloc, stages);
     return st;
 }

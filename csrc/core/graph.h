@@ -103,21 +103,44 @@ void tb_graph_destroy(tb_graph *g);
 /* Bytes a root owns (0 for PARAM roots and non-roots). */
 int64_t tb_graph_root_bytes(const tb_graph *g, int64_t v);
 
+/* Allowed positions scanned for a clean cut before falling back (see below). */
+#define TB_COARSEN_SPAN 32
+
 /* Coarsen into at most max_stages (>= 1) stages. *stages_out is allocated with the
  * graph's allocator (free with tb_graph_free_stages); *n_out = number of stages
  * (0 for an empty graph).
  *
  * Heuristic. Trivial positions (nodes flagged PARAM, or flagged INPUT with no inputs)
- * never start a stage: they join the stage before them (stage 0 if leading). The other
- * K positions are non-trivial; candidate cuts are the non-trivial positions after the
- * first one. If max_stages >= K, every candidate is a cut (one stage per non-trivial
- * node). Otherwise L = max_stages stages: weights w_p = cost of the node at p (or 1 per
+ * never start a stage: they join the stage before them (stage 0 if leading).
+ *
+ * Allowed positions: non-trivial positions after the first non-trivial one whose
+ * previous non-trivial node is not flagged ALIAS and, when the total cost is positive,
+ * does not cost 0 (views, getitems, masks and free ops merge into the stage of their
+ * consumers).
+ *
+ * Clean cuts. The chain model holds every value crossing a stage boundary until the
+ * backward of the stage that made it, while autograd frees a value nobody saved at its
+ * last use. A root r is "unsaved" if it has bytes, is live after its position, is not
+ * flagged INPUT, does not live to the end (last[r] < n) and is not saved (no node
+ * owned by r is OUTPUT_SAVED). With the previous cut c0 (0 at first), a cut at c
+ * over-counts U(c0, c) = sum of bytes of unsaved roots r with c0 <= pos[r] < c <=
+ * last[r]; c is clean iff U(c0, c) = 0. Greedily from the left: scan the next
+ * TB_COARSEN_SPAN allowed positions after c0; cut at the first clean one; if there is
+ * none and allowed positions remain after those scanned, cut at the scanned one with
+ * the smallest U, then the smallest frontier[c - 1], then the largest c (a fallback);
+ * if the scan reached the last allowed position, stop. Repeat from the new cut. Any
+ * subset of these cuts is clean too (a value crossing a dropped cut's successor also
+ * crossed the dropped one), so the candidates below are the chosen cuts: M of them,
+ * K = M + 1 possible stages.
+ *
+ * If max_stages > M, every candidate is a cut. Otherwise L = max_stages stages:
+ * weights w_p = cost of the node at p (or 1 per
  * non-trivial position if all costs are 0), total W = sum w_p, P(c) = sum of w_p for
  * p < c. For the j-th cut (j = 1..L-1), target T = j * W / L and half-width h = W / (2L):
  * among the candidates still allowed (after the previous cut, leaving enough for the
  * remaining cuts) whose P(c) is in [T - h, T + h], take the smallest frontier[c - 1],
  * then the smallest |P(c) - T|, then the smallest c; if none is in the window, take the
- * allowed candidate nearest (by P, then smallest c) to T. Cost: O(n log n). */
+ * allowed candidate nearest (by P, then smallest c) to T. Cost: O(n log n + n * SPAN). */
 tb_status tb_graph_coarsen(const tb_graph *g, int64_t max_stages, tb_stage **stages_out,
                            int64_t *n_out);
 
