@@ -226,7 +226,7 @@ error:
 /* Parses the four chain arrays (+ optional must_keep, live_intervals). 0, or -1 with an
  * exception. */
 static int parse_chain(PyObject *f, PyObject *b, PyObject *x, PyObject *g, PyObject *mk,
-                       PyObject *live, chain_args *ca)
+                       PyObject *live, int transient, chain_args *ca)
 {
     memset(ca, 0, sizeof(*ca));
     Py_ssize_t n = seq_len(f, "forward_cost");
@@ -256,7 +256,8 @@ static int parse_chain(PyObject *f, PyObject *b, PyObject *x, PyObject *g, PyObj
     size_t n_live = 0;
     if (live != Py_None && (ca->live = parse_live(live, n, &n_live)) == NULL)
         goto error;
-    ca->chain = (tb_chain){(size_t)n, ca->f, ca->b, ca->x, ca->g, ca->mk, n_live, ca->live};
+    ca->chain = (tb_chain){(size_t)n, ca->f,  ca->b,    ca->x,    ca->g,
+                           ca->mk,    n_live, ca->live, transient != 0};
     tb_status st = tb_chain_check(&ca->chain);
     if (st != TB_OK) {
         tb_raise_status(st, "chain (sum of input_bytes, saved_bytes and live_intervals bytes "
@@ -344,27 +345,29 @@ static int planner_from_name(const char *name)
 
 PyDoc_STRVAR(plan_chain_doc,
 "plan_chain(forward_cost, backward_cost, input_bytes, saved_bytes, budget, planner='optimal',\n"
-"           slots=512, must_keep=None, height=-1, live_intervals=None)\n"
+"           slots=512, must_keep=None, height=-1, live_intervals=None, transient=False)\n"
 "    -> (nodes, planned_cost, cost, peak) | None\n\n"
 "Plan a chain. nodes: preorder (kind, start, end) triples (kind 0 = Keep, 1 = Region).\n"
 "planned_cost: the DP's value (optimal) or the simulated cost (baselines); cost, peak: the\n"
 "simulator's total cost and peak bytes. None when 'optimal' finds no schedule in budget\n"
 "(memory discretised into slots). height < 0 = ceil(log2 L) for 'tree'.\n"
 "live_intervals: (producer, last_user, bytes) per value crossing a boundary (DAG\n"
-"accounting: a boundary is charged only for what is new since the held one).");
+"accounting: a boundary is charged only for what is new since the held one).\n"
+"transient: also count a region's running boundaries (docs/theory.md).");
 
 static PyObject *py_plan_chain(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"forward_cost", "backward_cost", "input_bytes", "saved_bytes",
                              "budget", "planner", "slots", "must_keep", "height",
-                             "live_intervals", NULL};
+                             "live_intervals", "transient", NULL};
     PyObject *f, *b, *x, *g, *mk = Py_None, *live = Py_None;
     long long budget;
     const char *planner = "optimal";
     Py_ssize_t slots = 512;
-    int height = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOL|snOiO:plan_chain", kwlist, &f, &b, &x,
-                                     &g, &budget, &planner, &slots, &mk, &height, &live))
+    int height = -1, transient = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOL|snOiOp:plan_chain", kwlist, &f, &b, &x,
+                                     &g, &budget, &planner, &slots, &mk, &height, &live,
+                                     &transient))
         return NULL;
     int kind = planner_from_name(planner);
     if (kind < 0) {
@@ -382,7 +385,7 @@ static PyObject *py_plan_chain(PyObject *Py_UNUSED(module), PyObject *args, PyOb
         return NULL;
     }
     chain_args ca;
-    if (parse_chain(f, b, x, g, mk, live, &ca) < 0)
+    if (parse_chain(f, b, x, g, mk, live, transient, &ca) < 0)
         return NULL;
     size_t n = ca.chain.n;
     if (kind == TB_PLANNER_TREE && height < 0) {
@@ -425,7 +428,7 @@ done:
 
 PyDoc_STRVAR(min_budget_doc,
 "min_budget(forward_cost, backward_cost, input_bytes, saved_bytes, must_keep=None,\n"
-"           live_intervals=None)\n"
+"           live_intervals=None, transient=False)\n"
 "    -> (min_bytes, cost, nodes)\n\n"
 "Smallest budget (exact bytes) for which the model has a schedule, the cost of the\n"
 "schedule found for it, and that schedule as preorder (kind, start, end) triples.");
@@ -433,13 +436,14 @@ PyDoc_STRVAR(min_budget_doc,
 static PyObject *py_min_budget(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"forward_cost", "backward_cost", "input_bytes", "saved_bytes",
-                             "must_keep", "live_intervals", NULL};
+                             "must_keep", "live_intervals", "transient", NULL};
     PyObject *f, *b, *x, *g, *mk = Py_None, *live = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|OO:min_budget", kwlist, &f, &b, &x, &g,
-                                     &mk, &live))
+    int transient = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|OOp:min_budget", kwlist, &f, &b, &x, &g,
+                                     &mk, &live, &transient))
         return NULL;
     chain_args ca;
-    if (parse_chain(f, b, x, g, mk, live, &ca) < 0)
+    if (parse_chain(f, b, x, g, mk, live, transient, &ca) < 0)
         return NULL;
     tb_plan_tree tree = {0};
     int64_t mb = 0;
@@ -465,7 +469,7 @@ done:
 
 PyDoc_STRVAR(simulate_doc,
 "simulate(forward_cost, backward_cost, input_bytes, saved_bytes, nodes, must_keep=None,\n"
-"         live_intervals=None)\n"
+"         live_intervals=None, transient=False)\n"
 "    -> (cost, peak_bytes)\n\n"
 "Replay a plan tree (preorder (kind, start, end) triples) forward and backward under the\n"
 "model: total cost and peak bytes held (the chain input included). ValueError for a\n"
@@ -474,13 +478,14 @@ PyDoc_STRVAR(simulate_doc,
 static PyObject *py_simulate(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"forward_cost", "backward_cost", "input_bytes", "saved_bytes",
-                             "nodes", "must_keep", "live_intervals", NULL};
+                             "nodes", "must_keep", "live_intervals", "transient", NULL};
     PyObject *f, *b, *x, *g, *nodes, *mk = Py_None, *live = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|OO:simulate", kwlist, &f, &b, &x, &g,
-                                     &nodes, &mk, &live))
+    int transient = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|OOp:simulate", kwlist, &f, &b, &x, &g,
+                                     &nodes, &mk, &live, &transient))
         return NULL;
     chain_args ca;
-    if (parse_chain(f, b, x, g, mk, live, &ca) < 0)
+    if (parse_chain(f, b, x, g, mk, live, transient, &ca) < 0)
         return NULL;
     tb_plan_tree tree;
     PyObject *result = NULL;

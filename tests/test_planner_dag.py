@@ -45,46 +45,61 @@ def test_plain_chain_intervals_give_identical_answers() -> None:
         assert _C.min_budget(f, b, x, g) == _C.min_budget(f, b, x, g, live_intervals=live)
 
 
-def test_c_matches_reference_on_random_dags() -> None:
+@pytest.mark.parametrize("transient", [False, True])
+def test_c_matches_reference_on_random_dags(transient: bool) -> None:
     rng = random.Random(2024)
+    kw = dict(live_intervals=None, transient=transient)
     for it in range(1500):
         n = rng.randint(1, 7)
         f, b, x, g, live = _dag_chain(rng, n)
+        kw["live_intervals"] = live
         mk = [rng.random() < 0.2 for _ in range(n)] if it % 3 == 0 else None
         budget = rng.randint(0, sum(x) + sum(g) + 2)
-        ref_cost, _ = R.optimal(f, b, x, g, budget, mk, live)
-        res = _C.plan_chain(f, b, x, g, budget, must_keep=mk, live_intervals=live)
-        mb = R.min_budget(x, g, mk, live)
-        min_c = _C.min_budget(f, b, x, g, must_keep=mk, live_intervals=live)
+        ref_cost, _ = R.optimal(f, b, x, g, budget, mk, live, transient)
+        res = _C.plan_chain(f, b, x, g, budget, must_keep=mk, **kw)
+        mb = R.min_budget(x, g, mk, live, transient)
+        min_c = _C.min_budget(f, b, x, g, must_keep=mk, **kw)
         assert min_c[0] == mb
-        assert _C.simulate(f, b, x, g, min_c[2], must_keep=mk, live_intervals=live)[1] == mb
+        assert _C.simulate(f, b, x, g, min_c[2], must_keep=mk, **kw)[1] == mb
         if res is None:
             assert ref_cost == math.inf and budget < mb
             continue
         nodes, planned, cost, peak = res
         assert planned == ref_cost and cost == planned and peak <= budget
-        assert R.simulate(f, b, x, g, decode_nodes(nodes), live) == (cost, peak)
+        assert R.simulate(f, b, x, g, decode_nodes(nodes), live, transient) == (cost, peak)
 
 
-def test_brute_force_optimal_small_dags() -> None:
+@pytest.mark.parametrize("transient", [False, True])
+def test_brute_force_optimal_small_dags(transient: bool) -> None:
     rng = random.Random(31)
     trees = {n: R.all_trees(n) for n in range(1, 6)}
     for it in range(40):
         n = 1 + it % 5
         f, b, x, g, live = _dag_chain(rng, n)
+        kw = dict(live_intervals=live, transient=transient)
         sims = []
         for t in trees[n]:
-            sim = R.simulate(f, b, x, g, t, live)
-            assert simulate_tree(f, b, x, g, t, live_intervals=live) == sim
+            sim = R.simulate(f, b, x, g, t, live, transient)
+            assert simulate_tree(f, b, x, g, t, **kw) == sim
             sims.append(sim)
         for budget in sorted({rng.randint(0, sum(x) + sum(g) + 2) for _ in range(6)}):
             feasible = [c for c, p in sims if p <= budget]
-            res = _C.plan_chain(f, b, x, g, budget, live_intervals=live)
+            res = _C.plan_chain(f, b, x, g, budget, **kw)
             if not feasible:
                 assert res is None
                 continue
             assert res is not None and res[1] == min(feasible)
-        assert _C.min_budget(f, b, x, g, live_intervals=live)[0] == min(p for _, p in sims)
+        assert _C.min_budget(f, b, x, g, **kw)[0] == min(p for _, p in sims)
+
+
+def test_transient_term_only_adds_memory() -> None:
+    rng = random.Random(5)
+    for _ in range(300):
+        n = rng.randint(2, 7)
+        f, b, x, g, live = _dag_chain(rng, n)
+        off = _C.min_budget(f, b, x, g, live_intervals=live)[0]
+        on = _C.min_budget(f, b, x, g, live_intervals=live, transient=True)[0]
+        assert on >= off
 
 
 def test_discretised_dag_plans_stay_in_budget() -> None:

@@ -30,6 +30,23 @@ def new_bytes(x: Sequence[int], live: Live | None) -> Callable[[int, int], int]:
     return d
 
 
+def transient_fn(d: Callable[[int, int], int], on: bool) -> Callable[[int, int], int]:
+    """tr(s, k): most bytes new since boundary s held at once while region [s, k) runs
+    its forward (stage j's input and output both live): max over s <= j < k of
+    d(s, j) + d(j, j+1), with d(s, s) = 0. Zero when the transient term is off."""
+    if not on:
+        return lambda s, k: 0
+    return lambda s, k: max((d(s, j) if j > s else 0) + d(j, j + 1) for j in range(s, k))
+
+
+def leaf_fn(
+    g: Sequence[int], d: Callable[[int, int], int], n: int, on: bool
+) -> Callable[[int], int]:
+    """Bytes the last stage s of a sequence holds while it runs: g[s], plus with the
+    transient term and s < n-1 (inside a recomputation) the new copy of its output."""
+    return lambda s: g[s] + (d(s, s + 1) if on and s + 1 < n else 0)
+
+
 def discretise(
     input_bytes: Sequence[int], saved_bytes: Sequence[int], budget: int, slots: int
 ) -> tuple[list[int], list[int], int]:
@@ -51,6 +68,7 @@ def optimal(
     budget: int,
     must_keep: Sequence[bool] | None = None,
     live: Live | None = None,
+    transient: bool = False,
 ) -> tuple[float, tuple[Node, ...] | None]:
     """The model's optimum for integer sizes and an integer budget (no discretisation).
 
@@ -59,6 +77,8 @@ def optimal(
     """
     n = len(f)
     d = new_bytes(x, live)
+    tr = transient_fn(d, transient)
+    leaf = leaf_fn(g, d, n, transient)
     mk = list(must_keep) if must_keep is not None else [False] * n
     sys.setrecursionlimit(max(10000, sys.getrecursionlimit()))
 
@@ -68,12 +88,14 @@ def optimal(
         if m < 0:
             return INF, -1
         if s == t:
-            return (f[s] + b[s] if g[s] <= m else INF), -1
+            return (f[s] + b[s] if leaf(s) <= m else INF), -1
         best = f[s] + b[s] + opt(s + 1, t, m - g[s] - d(s, s + 1))[0]
         choice = -1
         for k in range(s + 1, t + 1):
             if any(mk[s:k]):
                 break
+            if tr(s, k) > m:
+                continue
             v = sum(f[s:k]) + opt(k, t, m - d(s, k))[0] + opt(s, k - 1, m)[0]
             if v < best:
                 best, choice = v, k
@@ -108,9 +130,13 @@ def simulate(
     g: Sequence[int],
     tree: Sequence[Node],
     live: Live | None = None,
+    transient: bool = False,
 ) -> tuple[float, int]:
     """Replay a plan tree: (total cost, peak bytes held, the chain input included)."""
     d = new_bytes(x, live)
+    tr = transient_fn(d, transient)
+    n = len(f)
+    leaf = leaf_fn(g, d, n, transient)
 
     def seq(nodes: Sequence[Node], s: int, t: int, held: int) -> tuple[float, int]:
         cost, peak, cur, nxt = 0.0, held, held, s
@@ -120,13 +146,19 @@ def simulate(
                 assert i == nxt
                 cost += f[i] + b[i]
                 if i == t:
-                    peak = max(peak, cur + g[i])
+                    peak = max(peak, cur + leaf(i))
                 else:
                     cur += g[i] + d(i, i + 1)
                     peak = max(peak, cur)
                 nxt = i + 1
             else:
                 assert node.start == nxt and node.start < node.end <= t + 1
+                # the region's running boundaries; its last stage's output (if any:
+                # end <= n-1) is new memory even when an enclosing level holds it
+                if node.end < n:
+                    peak = max(peak, cur + tr(node.start, node.end))
+                elif node.end - 1 > node.start:
+                    peak = max(peak, cur + tr(node.start, node.end - 1))
                 c_in, p_in = seq(node.children, node.start, node.end - 1, cur)
                 cost += sum(f[node.start : node.end]) + c_in
                 peak = max(peak, p_in)
@@ -145,21 +177,24 @@ def min_budget(
     g: Sequence[int],
     must_keep: Sequence[bool] | None = None,
     live: Live | None = None,
+    transient: bool = False,
 ) -> int:
     """Smallest budget in bytes for which the model has a schedule."""
     n = len(x)
     d = new_bytes(x, live)
+    tr = transient_fn(d, transient)
+    leaf = leaf_fn(g, d, n, transient)
     mk = list(must_keep) if must_keep is not None else [False] * n
 
     @cache
     def mm(s: int, t: int) -> int:
         if s == t:
-            return g[s]
+            return leaf(s)
         best = g[s] + d(s, s + 1) + mm(s + 1, t)
         for k in range(s + 1, t + 1):
             if any(mk[s:k]):
                 break
-            best = min(best, max(d(s, k) + mm(k, t), mm(s, k - 1)))
+            best = min(best, max(d(s, k) + mm(k, t), mm(s, k - 1), tr(s, k)))
         return best
 
     return x[0] + mm(0, n - 1)

@@ -40,9 +40,9 @@ class _Prepared:
 
 
 def _capture_model(model: nn.Module, args: tuple, kwargs: dict) -> Any:
-    from .capture import capture
+    from .capture.api import RUNTIME_PATHS, capture_in_order
 
-    return capture(model, *args, **kwargs)
+    return capture_in_order(model, args, kwargs, RUNTIME_PATHS)
 
 
 def _make_plan(ir: Any, budget: Budget, planner: str, max_stages: int | None) -> Any:

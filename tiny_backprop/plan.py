@@ -240,6 +240,7 @@ def plan_chain(
     must_keep: Sequence[bool] | None = None,
     height: int | None = None,
     live_intervals: Sequence[tuple[int, int, int]] | None = None,
+    transient: bool = False,
 ) -> Plan:
     """Plan a chain of stages under a memory budget.
 
@@ -257,6 +258,8 @@ def plan_chain(
             not a chain input. A boundary then costs only the bytes new since the held
             one, d(s, k), instead of all of x_k; input_bytes[1:] are not used. None (or
             empty) = plain chain, d(s, k) = x_k.
+        transient: also require that a recompute region fits its running boundaries
+            (docs/theory.md §2, "transient term"); False = exactly the reference model.
 
     Raises:
         TypeError / ValueError: bad arguments (the message names the argument).
@@ -292,14 +295,21 @@ def plan_chain(
         store_all = _C.simulate(f, b, x, g, [(0, i, i + 1) for i in range(n)],
                                 live_intervals=live)[1]
     budget_bytes = parse_budget(budget, store_all)
+    transient = bool(transient)
 
     t0 = time.perf_counter()
+    # At or above the store-all peak the optimum is to keep everything (no recompute);
+    # asking the store_all planner avoids rounding sizes up to slots.
+    run_as = "store_all" if planner == "optimal" and budget_bytes >= store_all else planner
     res = _C.plan_chain(
-        f, b, x, g, budget_bytes, planner=planner, slots=int(slots), must_keep=mk,
+        f, b, x, g, budget_bytes, planner=run_as, slots=int(slots), must_keep=mk,
         height=-1 if height is None else int(height), live_intervals=live,
+        transient=transient,
     )
     if planner == "optimal" and res is None:
-        min_bytes, _, min_nodes = _C.min_budget(f, b, x, g, must_keep=mk, live_intervals=live)
+        min_bytes, _, min_nodes = _C.min_budget(
+            f, b, x, g, must_keep=mk, live_intervals=live, transient=transient
+        )
         if budget_bytes < min_bytes:
             raise BudgetError(
                 f"no schedule fits in {budget_bytes} bytes ({format_bytes(budget_bytes)}); "
@@ -308,7 +318,9 @@ def plan_chain(
                 budget_bytes=budget_bytes,
             )
         # Feasible in exact bytes but not after rounding sizes up to slots.
-        cost, peak = _C.simulate(f, b, x, g, min_nodes, must_keep=mk, live_intervals=live)
+        cost, peak = _C.simulate(
+            f, b, x, g, min_nodes, must_keep=mk, live_intervals=live, transient=transient
+        )
         res = (min_nodes, cost, cost, peak)
     nodes, planned, total, peak = res
     elapsed = time.perf_counter() - t0
@@ -381,6 +393,7 @@ def simulate_tree(
     tree: Sequence[Node],
     must_keep: Sequence[bool] | None = None,
     live_intervals: Sequence[tuple[int, int, int]] | None = None,
+    transient: bool = False,
 ) -> tuple[float, int]:
     """Replay any plan tree with the C simulator: (total cost, peak bytes)."""
     from . import _C
@@ -390,6 +403,7 @@ def simulate_tree(
         [int(v) for v in input_bytes], [int(v) for v in saved_bytes], encode_tree(tree),
         must_keep=None if must_keep is None else [bool(v) for v in must_keep],
         live_intervals=_check_live(live_intervals, len(forward_cost)),
+        transient=bool(transient),
     )
 
 
@@ -404,12 +418,15 @@ def plan(
     """Plan a captured graph: coarsen it into a stage chain, then `plan_chain`.
 
     The returned Plan carries `.chain` (the StageChain). Stages marked
-    ``never_recompute`` by the chain are never put inside a recompute region.
+    ``never_recompute`` by the chain are never put inside a recompute region. Graph
+    plans count a region's running boundaries (``transient=True`` of `plan_chain`),
+    since the runtime really holds them while the region runs.
     """
     sc = _chain.stage_chain(graph_ir, max_stages)
     mk = sc.never_recompute
     p = plan_chain(
         sc.forward_cost, sc.backward_cost, sc.input_bytes, sc.saved_bytes, budget,
         planner=planner, slots=slots, must_keep=mk, live_intervals=sc.live_intervals,
+        transient=True,
     )
     return replace(p, chain=sc)

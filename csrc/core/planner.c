@@ -122,6 +122,37 @@ int64_t tb_chain_new_bytes(const tb_chain *c, size_t s, size_t k)
     return sum;
 }
 
+int64_t tb_chain_transient_bytes(const tb_chain *c, size_t s, size_t k)
+{
+    int64_t best = 0;
+    for (size_t j = s; j < k; j++) {
+        int64_t v = (j > s ? tb_chain_new_bytes(c, s, j) : 0) + tb_chain_new_bytes(c, j, j + 1);
+        if (v > best)
+            best = v;
+    }
+    return best;
+}
+
+/* Bytes a region [s, e) needs while its forward runs. Its last stage's output, when
+ * there is one (e <= L-1), is new memory even if an enclosing level holds the original. */
+static int64_t region_transient(const tb_chain *c, size_t s, size_t e)
+{
+    if (!c->transient)
+        return 0;
+    if (e < c->n)
+        return tb_chain_transient_bytes(c, s, e);
+    return e - 1 > s ? tb_chain_transient_bytes(c, s, e - 1) : 0;
+}
+
+/* Bytes the last stage s of a sequence holds while it runs: its saved bytes and, with
+ * the transient term and s < L-1 (a recomputation), the new copy of its output. */
+static int64_t leaf_bytes(const tb_chain *c, size_t s)
+{
+    if (c->transient && s + 1 < c->n)
+        return c->g[s] + tb_chain_new_bytes(c, s, s + 1);
+    return c->g[s];
+}
+
 static int is_must_keep(const tb_chain *c, size_t i)
 {
     return c->must_keep != NULL && c->must_keep[i] != 0;
@@ -170,8 +201,8 @@ tb_status tb_simulate(const tb_allocator *a, const tb_chain *c, const tb_plan_tr
                 goto done;
             total += c->f[s] + c->b[s];
             if (s == fr->t) {
-                if (fr->cur + c->g[s] > pk)
-                    pk = fr->cur + c->g[s];
+                if (fr->cur + leaf_bytes(c, s) > pk)
+                    pk = fr->cur + leaf_bytes(c, s);
             } else {
                 fr->cur += c->g[s] + tb_chain_new_bytes(c, s, s + 1);
                 if (fr->cur > pk)
@@ -187,6 +218,9 @@ tb_status tb_simulate(const tb_allocator *a, const tb_chain *c, const tb_plan_tr
                 total += c->f[i];
             }
             int64_t held = fr->cur;
+            int64_t tr = region_transient(c, s, e);
+            if (held + tr > pk)
+                pk = held + tr;
             if (e - 1 != fr->t) {
                 fr->cur += tb_chain_new_bytes(c, s, e);
                 if (fr->cur > pk)
@@ -255,6 +289,27 @@ static int64_t *new_bytes_table(const tb_allocator *a, const tb_chain *c)
     return d;
 }
 
+/* tr(s, k) for 0 <= s < k <= n-1 at index tri(s, k), in bytes, from the d table:
+ * tr(s, k) = max(tr(s, k-1), d(s, k-1) + d(k-1, k)), d(s, s) = 0. All zero when the
+ * chain has no transient term. NULL when out of memory. */
+static int64_t *transient_table(const tb_allocator *a, const tb_chain *c, const int64_t *d)
+{
+    size_t n = c->n, rows = n * (n + 1) / 2;
+    int64_t *tr = tb_calloc(a, rows, sizeof(int64_t));
+    if (tr == NULL || !c->transient)
+        return tr;
+    for (size_t s = 0; s + 1 < n; s++) {
+        int64_t best = 0;
+        for (size_t k = s + 1; k < n; k++) {
+            int64_t v = (k - 1 > s ? d[tri(s, k - 1)] : 0) + d[tri(k - 1, k)];
+            if (v > best)
+                best = v;
+            tr[tri(s, k)] = best;
+        }
+    }
+    return tr;
+}
+
 /* ---------------------------------------------------------------- min budget */
 
 tb_status tb_min_budget(const tb_allocator *a, const tb_chain *c, int64_t *min_bytes,
@@ -270,7 +325,9 @@ tb_status tb_min_budget(const tb_allocator *a, const tb_chain *c, int64_t *min_b
     size_t *nk = next_must_keep(a, c);
     size_t *stk = tb_malloc(a, (2 * n + 2) * sizeof(size_t));
     int64_t *dd = new_bytes_table(a, c);
-    if (mm == NULL || mc == NULL || ch == NULL || nk == NULL || stk == NULL || dd == NULL) {
+    int64_t *tt = dd == NULL ? NULL : transient_table(a, c, dd);
+    if (mm == NULL || mc == NULL || ch == NULL || nk == NULL || stk == NULL || dd == NULL ||
+        tt == NULL) {
         st = TB_ERR_NOMEM;
         goto done;
     }
@@ -278,7 +335,7 @@ tb_status tb_min_budget(const tb_allocator *a, const tb_chain *c, int64_t *min_b
         for (size_t s = t + 1; s-- > 0;) {
             size_t r = tri(s, t);
             if (s == t) {
-                mm[r] = c->g[s];
+                mm[r] = c->g[s] + (c->transient && s + 1 < n ? dd[tri(s, s + 1)] : 0);
                 mc[r] = c->f[s] + c->b[s];
                 ch[r] = -1;
                 continue;
@@ -292,6 +349,8 @@ tb_status tb_min_budget(const tb_allocator *a, const tb_chain *c, int64_t *min_b
                 F += c->f[k - 1];
                 int64_t m1 = dd[tri(s, k)] + mm[tri(k, t)], m2 = mm[tri(s, k - 1)];
                 int64_t vm = m1 > m2 ? m1 : m2;
+                if (tt[tri(s, k)] > vm)
+                    vm = tt[tri(s, k)];
                 double vc = F + mc[tri(k, t)] + mc[tri(s, k - 1)];
                 if (vm < bm || (vm == bm && vc < bc)) {
                     bm = vm;
@@ -341,6 +400,7 @@ done:
     tb_free(a, nk);
     tb_free(a, stk);
     tb_free(a, dd);
+    tb_free(a, tt);
     return st;
 }
 
@@ -461,6 +521,7 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
     dp_rows R = {NULL, NULL, NULL, NULL};
     size_t *hi = NULL, *G = NULL, *nk = NULL, *stk = NULL;
     int64_t *D = new_bytes_table(a, c); /* bytes, then slots (clamped to W) */
+    int64_t *TR = D == NULL ? NULL : transient_table(a, c, D); /* likewise */
     R.lo = tb_malloc(a, rows * sizeof(size_t));
     R.top = tb_malloc(a, rows * sizeof(size_t));
     R.off = tb_malloc(a, rows * sizeof(size_t));
@@ -468,8 +529,8 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
     G = tb_malloc(a, n * sizeof(size_t));
     nk = next_must_keep(a, c);
     stk = tb_malloc(a, (3 * n + 3) * sizeof(size_t));
-    if (D == NULL || R.lo == NULL || R.top == NULL || R.off == NULL || hi == NULL || G == NULL ||
-        nk == NULL || stk == NULL) {
+    if (D == NULL || TR == NULL || R.lo == NULL || R.top == NULL || R.off == NULL || hi == NULL ||
+        G == NULL || nk == NULL || stk == NULL) {
         st = TB_ERR_NOMEM;
         goto done;
     }
@@ -481,6 +542,8 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
         for (size_t s = 0; s < k; s++) {
             int64_t v = to_slots(D[tri(s, k)], unit, cap);
             D[tri(s, k)] = (size_t)v > W ? (int64_t)W : v;
+            v = to_slots(TR[tri(s, k)], unit, cap);
+            TR[tri(s, k)] = (size_t)v > W ? (int64_t)W : v;
         }
 
     /* Pass 1: lo (least feasible m, W = none) and hi (constant from there) per row. */
@@ -490,6 +553,8 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
             size_t r = tri(s, t), l, h;
             if (s == t) {
                 l = h = G[s];
+                if (c->transient && s + 1 < n)
+                    l = h = sat_add(G[s], (size_t)D[tri(s, s + 1)], W);
             } else {
                 size_t d = G[s] + (size_t)D[tri(s, s + 1)], rk = tri(s + 1, t);
                 l = sat_add(d, R.lo[rk], W);
@@ -499,6 +564,11 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
                     size_t la = sat_add(dk, R.lo[ra], W), ha = sat_add(dk, hi[ra], W);
                     size_t lk = la > R.lo[rb] ? la : R.lo[rb];
                     size_t hk = ha > hi[rb] ? ha : hi[rb];
+                    size_t tk = (size_t)TR[tri(s, k)];
+                    if (tk > lk)
+                        lk = tk;
+                    if (tk > hk)
+                        hk = tk;
                     if (lk < l)
                         l = lk;
                     if (hk > h)
@@ -555,6 +625,8 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
                 size_t m0 = dk + R.lo[ra];
                 if (R.lo[rb] > m0)
                     m0 = R.lo[rb];
+                if ((size_t)TR[tri(s, k)] > m0)
+                    m0 = (size_t)TR[tri(s, k)];
                 if (m0 > rtop)
                     continue;
                 dp_relax(&R, row, rlo, m0, rtop, F, ra, dk, rb);
@@ -593,7 +665,7 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
                 for (size_t k = s + 1; k <= t && k - 1 < nk[s]; k++) {
                     F += c->f[k - 1];
                     size_t dk = (size_t)D[tri(s, k)];
-                    if (m < dk)
+                    if (m < dk || m < (size_t)TR[tri(s, k)])
                         continue;
                     double v = F + dp_get(&R, tri(k, t), m - dk) + dp_get(&R, tri(s, k - 1), m);
                     if (v < bv) {
@@ -631,6 +703,7 @@ done:
     tb_free(a, R.off);
     tb_free(a, hi);
     tb_free(a, D);
+    tb_free(a, TR);
     tb_free(a, G);
     tb_free(a, nk);
     tb_free(a, stk);

@@ -15,6 +15,13 @@
  *   region [s,k):  f[s]+..+f[k-1] + opt(k, t, m - d(s,k)) + opt(s, k-1, m)   (s < k <= t)
  * Plan cost = opt(0, L-1, M - x[0]).
  *
+ * Optional transient term (chain.transient != 0): while a region [s,k) runs its
+ * forward without saving, stage j's input and output boundaries are both live, so the
+ * region also needs m >= tr(s,k) = max over s <= j < k of d(s,j) + d(j,j+1) (d(s,s)=0);
+ * and a last stage s == t < L-1 (only inside a recomputation) re-creates its output as
+ * a new copy while the original is still held, so it needs g[s] + d(s,s+1) <= m.
+ * With transient == 0 the model is exactly the recurrence above.
+ *
  * Plan trees are encoded flat, in preorder: node j has kind[j] (TB_NODE_KEEP or
  * TB_NODE_REGION), start[j] and end[j] (a Keep of stage i has start i, end i+1).
  * A Region's children follow it directly and cover start..end-1 exactly, in order;
@@ -52,6 +59,7 @@ typedef struct tb_chain {
     const uint8_t *must_keep; /* nonzero: stage may not be inside any region */
     size_t n_live;            /* number of live intervals (0: plain chain) */
     const int64_t *live;      /* 3 * n_live entries: j, u, bytes */
+    int transient;            /* nonzero: regions also need m >= tr(s,k) (see above) */
 } tb_chain;
 
 /* A flat preorder plan tree (owned: free with tb_plan_tree_free). */
@@ -71,6 +79,10 @@ void tb_plan_tree_free(const tb_allocator *a, tb_plan_tree *tree);
 #define TB_MAX_LIVE 100000000
 /* d(s, k) of the model (0 <= s < k <= n-1), in bytes. O(n_live) with intervals. */
 int64_t tb_chain_new_bytes(const tb_chain *c, size_t s, size_t k);
+
+/* tr(s, k) of the model (0 <= s < k <= n-1), in bytes: the most held at once by
+ * the values new since x[s] while region [s,k) runs its forward. */
+int64_t tb_chain_transient_bytes(const tb_chain *c, size_t s, size_t k);
 
 /* Largest byte count accepted (sums of all sizes must stay exact in int64/double). */
 #define TB_MAX_BYTES ((int64_t)1 << 52)

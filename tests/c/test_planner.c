@@ -15,7 +15,7 @@ static const int64_t X4[] = {10, 10, 10, 10}, G4[] = {10, 10, 10, 10};
 
 static tb_chain chain4(const uint8_t *mk)
 {
-    return (tb_chain){4, F4, B4, X4, G4, mk, 0, NULL};
+    return (tb_chain){4, F4, B4, X4, G4, mk, 0, NULL, 0};
 }
 
 static void test_known_answers(void)
@@ -107,12 +107,12 @@ static void test_invalid(void)
     tb_plan_tree self = {2, 2, k2, s2, e2}; /* region nested in itself, never closed */
     CHECK(tb_simulate(NULL, &c, &self, &cost, &peak) == TB_ERR_INVALID);
     double nan_f[4] = {1, 1, NAN, 1};
-    tb_chain cn = {4, nan_f, B4, X4, G4, NULL, 0, NULL};
+    tb_chain cn = {4, nan_f, B4, X4, G4, NULL, 0, NULL, 0};
     CHECK(tb_chain_check(&cn) == TB_ERR_INVALID);
     int64_t neg[4] = {1, -1, 1, 1};
-    tb_chain cneg = {4, F4, B4, neg, G4, NULL, 0, NULL};
+    tb_chain cneg = {4, F4, B4, neg, G4, NULL, 0, NULL, 0};
     CHECK(tb_chain_check(&cneg) == TB_ERR_INVALID);
-    tb_chain empty = {0, F4, B4, X4, G4, NULL, 0, NULL};
+    tb_chain empty = {0, F4, B4, X4, G4, NULL, 0, NULL, 0};
     CHECK(tb_chain_check(&empty) == TB_ERR_INVALID);
     tb_plan_tree tree = {0};
     CHECK(tb_plan_optimal(NULL, &c, 100, 0, &cost, &tree) == TB_ERR_INVALID);
@@ -125,8 +125,8 @@ static void test_alloc_failures(void)
     double f[7] = {1, 2, 3, 1, 2, 3, 1}, b[7] = {2, 4, 6, 2, 4, 6, 2};
     int64_t x[7] = {5, 9, 3, 8, 2, 7, 4}, g[7] = {6, 2, 9, 4, 7, 3, 5};
     int64_t live[9] = {0, 3, 4, 1, 2, 6, 2, 6, 1};
-    tb_chain plain = {7, f, b, x, g, NULL, 0, NULL};
-    tb_chain dag = {7, f, b, x, g, NULL, 3, live};
+    tb_chain plain = {7, f, b, x, g, NULL, 0, NULL, 0};
+    tb_chain dag = {7, f, b, x, g, NULL, 3, live, 1};
     for (int which = 0; which < 12; which++) {
         tb_chain c = which < 6 ? plain : dag;
         int ok = 0;
@@ -165,8 +165,8 @@ static void test_live_intervals(void)
     double f[5] = {1, 2, 3, 1, 2}, b[5] = {2, 4, 6, 2, 4};
     int64_t x[5] = {5, 9, 3, 8, 2}, g[5] = {6, 2, 9, 4, 7};
     int64_t as_iv[12] = {0, 1, 9, 1, 2, 3, 2, 3, 8, 3, 4, 2};
-    tb_chain plain = {5, f, b, x, g, NULL, 0, NULL};
-    tb_chain same = {5, f, b, x, g, NULL, 4, as_iv};
+    tb_chain plain = {5, f, b, x, g, NULL, 0, NULL, 0};
+    tb_chain same = {5, f, b, x, g, NULL, 4, as_iv, 0};
     for (int64_t budget = 0; budget < 60; budget++) {
         tb_plan_tree t1 = {0}, t2 = {0};
         double c1 = -1, c2 = -1;
@@ -178,7 +178,7 @@ static void test_live_intervals(void)
     }
     /* a skip from stage 0 to 4 is charged once, not at every boundary */
     int64_t skip[15] = {0, 4, 10, 0, 1, 1, 1, 2, 1, 2, 3, 1, 3, 4, 1};
-    tb_chain dag = {5, f, b, x, g, NULL, 5, skip};
+    tb_chain dag = {5, f, b, x, g, NULL, 5, skip, 1};
     CHECK(tb_chain_new_bytes(&dag, 0, 3) == 11 && tb_chain_new_bytes(&dag, 1, 3) == 1);
     tb_plan_tree tree = {0};
     double cost = 0, sc = 0;
@@ -194,7 +194,7 @@ static void test_live_intervals(void)
     CHECK(tb_simulate(NULL, &dag, &tree, &sc, &peak) == TB_OK && peak <= 40 && sc == cost);
     tb_plan_tree_free(NULL, &tree);
     int64_t bad1[3] = {2, 2, 1}, bad2[3] = {0, 5, 1}, bad3[3] = {0, 1, -1};
-    tb_chain cb = {5, f, b, x, g, NULL, 1, bad1};
+    tb_chain cb = {5, f, b, x, g, NULL, 1, bad1, 0};
     CHECK(tb_chain_check(&cb) == TB_ERR_RANGE);
     cb.live = bad2;
     CHECK(tb_chain_check(&cb) == TB_ERR_RANGE);
@@ -204,8 +204,41 @@ static void test_live_intervals(void)
     CHECK(tb_chain_check(&cb) == TB_ERR_INVALID);
 }
 
+/* The transient term: a region must fit its running boundaries. Chain of 3 stages,
+ * x = {1, 4, 4}, g = 0: without the term, region [0, 2) (holding x[2] = 4 after running
+ * stage 0 and 1) fits in budget 1 + 4; with it, running stage 1 inside the region holds
+ * x[1] + x[2] = 8 at once, so the plan needs more memory or another shape. */
+static void test_transient(void)
+{
+    double f[3] = {1, 1, 1}, b[3] = {1, 1, 1};
+    int64_t x[3] = {1, 4, 4}, g[3] = {0, 0, 0};
+    tb_chain off = {3, f, b, x, g, NULL, 0, NULL, 0};
+    tb_chain on = {3, f, b, x, g, NULL, 0, NULL, 1};
+    CHECK(tb_chain_transient_bytes(&on, 0, 2) == 8);
+    CHECK(tb_chain_transient_bytes(&on, 0, 1) == 4);
+    int64_t mb_off = 0, mb_on = 0;
+    double cost = 0.0;
+    CHECK(tb_min_budget(NULL, &off, &mb_off, &cost, NULL) == TB_OK);
+    CHECK(tb_min_budget(NULL, &on, &mb_on, &cost, NULL) == TB_OK);
+    CHECK(mb_on > mb_off);
+    for (int64_t budget = mb_on; budget < mb_on + 12; budget++) {
+        tb_plan_tree tree = {0};
+        double planned = 0.0, simulated = 0.0;
+        int64_t peak = 0;
+        CHECK(tb_plan_optimal(NULL, &on, budget, budget, &planned, &tree) == TB_OK);
+        CHECK(tb_simulate(NULL, &on, &tree, &simulated, &peak) == TB_OK);
+        CHECK(planned == simulated);
+        CHECK(peak <= budget);
+        tb_plan_tree_free(NULL, &tree);
+    }
+    tb_plan_tree tree = {0};
+    CHECK(tb_plan_optimal(NULL, &on, mb_on - 1, mb_on - 1, &cost, &tree) == TB_ERR_INFEASIBLE);
+    tb_plan_tree_free(NULL, &tree);
+}
+
 int main(void)
 {
+    test_transient();
     test_live_intervals();
     test_known_answers();
     test_baselines();

@@ -102,15 +102,27 @@ def capture(model: torch.nn.Module, *example_args: Any, **example_kwargs: Any) -
             "capture(model, *example_args, **example_kwargs): no example inputs given; "
             "pass what you would call the model with, e.g. capture(model, torch.randn(8, 16))"
         )
+    return capture_in_order(model, example_args, example_kwargs, PATHS)
+
+
+# The runtime's order: export's aten-level graph gives exact memory accounting (every
+# internal copy is a graph value); symbolic_trace's module-level nodes hide some of it.
+RUNTIME_PATHS = (("export", trace_export), ("symbolic_trace", trace_fx))
+
+
+def capture_in_order(
+    model: torch.nn.Module, example_args: tuple, example_kwargs: dict, paths: tuple
+) -> Captured:
+    """`capture` with the ladder given as ``((name, path_fn), ...)``, tried in order."""
     attempts: list[tuple[str, BaseException]] = []
     notes: list[str] = []
     with preserved_model_state(model):
-        for name, path in PATHS:
+        for name, path in paths:
             try:
                 cap = path(model, example_args, example_kwargs)
                 cap.ir = build_ir(cap, model, example_args, example_kwargs)
             except TypeError as e:
-                if name == PATHS[0][0] and "example inputs do not match" in str(e):
+                if "example inputs do not match" in str(e):
                     raise
                 attempts.append((name, e))
                 notes.append(f"{name}: {first_line(e)}")

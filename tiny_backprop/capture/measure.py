@@ -2,8 +2,11 @@
 
 Semantics (per node, all in bytes or FLOPs):
 
-* ``output_bytes``: sum of ``numel * element_size`` over every tensor the node really
-  returned (tuple / list / dict outputs: every tensor leaf). Non-tensor outputs: 0.
+* ``output_bytes``: the bytes of every tensor the node really returned (tuple / list /
+  dict outputs: every tensor leaf; non-tensor outputs: 0). A tensor in new memory
+  counts its storage's bytes (each storage once), which can exceed ``numel *
+  element_size``: CPU ``mse_loss`` returns a 0-d tensor in an 8 KiB storage. Views of an
+  input and graph inputs count ``numel * element_size``.
 * ``alias``: some returned tensor shares its untyped storage with a tensor the node
   read (a view, an in-place op, ``getitem`` of a tuple). Its bytes are still counted in
   ``output_bytes``; the flag says they are no new memory.
@@ -84,10 +87,16 @@ class _Measurer(torch.fx.Interpreter):
         outs = tensor_leaves(result) if n.op != "output" else []
         in_keys = {storage_key(t) for a in n.all_input_nodes for t in tensor_leaves(self.env[a])}
         in_keys.discard(None)
+        fresh_storages: set = set()
         for t in outs:
-            m.output_bytes += t.numel() * t.element_size()
             m.output_elements += t.numel()
             key = storage_key(t)
+            if key is not None and key not in in_keys and n.op != "placeholder":
+                if key not in fresh_storages:
+                    fresh_storages.add(key)
+                    m.output_bytes += max(t.untyped_storage().nbytes(), t.numel() * t.element_size())
+            else:
+                m.output_bytes += t.numel() * t.element_size()
             if key is None:
                 continue
             if key in in_keys and n.op != "placeholder":

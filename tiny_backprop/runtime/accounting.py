@@ -71,6 +71,10 @@ class Tracker:
         """Never count these tensors' storages (parameters, buffers)."""
         self.excluded = {storage_key(t)[0] for t in tensors if isinstance(t, torch.Tensor)}
 
+    def is_excluded(self, t: torch.Tensor) -> bool:
+        """True for a parameter's or buffer's storage (never activation memory)."""
+        return storage_key(t)[0] in self.excluded
+
     def hold(self, value: object) -> int:
         """Count one hold of `value` if it is an activation tensor; returns its key or 0."""
         if not isinstance(value, torch.Tensor) or value.is_meta:
@@ -118,16 +122,26 @@ class TrackedEnv(dict):
         super().__init__()
         self.tracker = tracker
         self.keys_of: dict[str, int] = {}
+        self.state_storages: set[int] = set()  # storages of untracked values
 
     def __setitem__(self, name: str, value: object) -> None:
         old = self.keys_of.pop(name, 0)
         super().__setitem__(name, value)
-        self.keys_of[name] = self.tracker.hold(value)
+        # a value in an untracked value's storage (an in-place update of a buffer copy)
+        # is model state too
+        state = isinstance(value, torch.Tensor) and self.holds_state(value)
+        self.keys_of[name] = 0 if state else self.tracker.hold(value)
         self.tracker.release(old)
+
+    def holds_state(self, value: torch.Tensor) -> bool:
+        """True when `value` lives in the storage of a value stored untracked."""
+        return storage_key(value)[0] in self.state_storages
 
     def put_untracked(self, name: str, value: object) -> None:
         """Store a value that is never activation memory (a parameter, a buffer)."""
         dict.__setitem__(self, name, value)
+        if isinstance(value, torch.Tensor):
+            self.state_storages.add(storage_key(value)[0])
 
     def drop(self, names: list[str]) -> None:
         """Forget values no longer needed."""

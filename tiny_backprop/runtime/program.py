@@ -53,6 +53,10 @@ class RegionStep:
     def norm_modules(self) -> list[torch.nn.Module]:
         return self.unit.norm_modules
 
+    @property
+    def stat_inputs(self) -> set[str]:
+        return self.unit.stat_inputs
+
 
 Step = Union[KeepStep, RegionStep]
 

@@ -67,7 +67,7 @@ class RegionFrame:
         self.step = step
         self.tracker = tracker
         self.count = 0  # saved tensors packed by the original run
-        # name -> (detached tensor or value, requires_grad, version at hold)
+        # name -> (detached tensor or value, requires_grad, version at hold, is model state)
         self.inputs: dict[str, tuple[object, bool, int]] = {}
         self.keys: list[int] = []
         cuda: set[int] = set()
@@ -75,16 +75,20 @@ class RegionFrame:
             v = env[name]
             if isinstance(v, torch.Tensor):
                 rg = v.requires_grad
+                # a copy of a parameter/buffer (BatchNorm's num_batches_tracked written in
+                # place) is model state, not activation memory: never counted
+                state = tracker.is_excluded(v) or (
+                    isinstance(env, TrackedEnv) and env.holds_state(v))
                 if name in step.mutated_inputs:  # written in place inside: hold a copy
                     v = v.detach().clone()
                 else:
                     v = v.detach()
                 if v.is_cuda:
                     cuda.add(v.get_device())
-                self.inputs[name] = (v, rg, v._version)
-                self.keys.append(tracker.hold(v))
+                self.inputs[name] = (v, rg, v._version, state)
+                self.keys.append(0 if state else tracker.hold(v))
             else:
-                self.inputs[name] = (v, False, 0)
+                self.inputs[name] = (v, False, 0, False)
         self.cuda_devices = sorted(cuda)
         self.cpu_rng = torch.get_rng_state()
         self.cuda_rng = [torch.cuda.get_rng_state(d) for d in self.cuda_devices]
@@ -155,6 +159,8 @@ class RegionFrame:
         """RNG, autocast and grad mode of the original run; running stats restored after."""
         saved = [(b, b.detach().clone()) for m in self.step.norm_modules
                  for b in m.buffers(recurse=False)]
+        saved += [(v, v.detach().clone()) for name in self.step.stat_inputs
+                  if isinstance(v := self.inputs[name][0], torch.Tensor)]
         with ExitStack() as stack:
             stack.enter_context(torch.random.fork_rng(devices=self.cuda_devices))
             torch.set_rng_state(self.cpu_rng)
@@ -173,9 +179,9 @@ class RegionFrame:
 
     def _input_env(self) -> TrackedEnv:
         env = TrackedEnv(self.tracker)
-        for name, (v, rg, version) in self.inputs.items():
+        for name, (v, rg, version, state) in self.inputs.items():
             if isinstance(v, torch.Tensor):
-                if v._version != version:
+                if v._version != version and not state:  # model state is updated legitimately
                     raise RuntimeError(
                         f"tiny_backprop: input {name!r} of the region over stages "
                         f"{self.step.first}..{self.step.last} was modified in place after "
@@ -185,7 +191,10 @@ class RegionFrame:
                     v.requires_grad_(True)
                 if name in self.step.mutated_inputs:  # a fresh non-leaf copy to write to
                     v = v.clone()
-            env[name] = v
+            if state:
+                env.put_untracked(name, v)
+            else:
+                env[name] = v
         return env
 
     def recompute(self) -> None:

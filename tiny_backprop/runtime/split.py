@@ -30,6 +30,8 @@ class Unit:
         mutated_inputs: input names that an in-place op of the unit writes to.
         norm_modules: BatchNorm-like modules called by the unit (their running stats
             must not be updated twice when the unit is recomputed).
+        stat_inputs: input names passed as running statistics to an aten batch/instance
+            norm (export's graph updates them in place inside the op; same rule).
     """
 
     gm: torch.fx.GraphModule
@@ -38,6 +40,7 @@ class Unit:
     node_names: list[str]
     mutated_inputs: set[str] = field(default_factory=set)
     norm_modules: list[torch.nn.Module] = field(default_factory=list)
+    stat_inputs: set[str] = field(default_factory=set)
 
     def __call__(self, env: dict[str, object]) -> None:
         """Run the unit, reading its inputs from `env` and writing its outputs to it."""
@@ -83,6 +86,18 @@ def _mutated_arg_names(node: torch.fx.Node, root: torch.nn.Module) -> list[str]:
     return [first.name] if isinstance(first, torch.fx.Node) else []
 
 
+def _running_stat_args(node: torch.fx.Node) -> list[str]:
+    """Names of the running mean/var arguments of an aten batch/instance norm call
+    (positions 3 and 4 of batch_norm, native_batch_norm, _native_batch_norm_legit,
+    cudnn_batch_norm, instance_norm), which the op updates in place in training."""
+    if node.op != "call_function":
+        return []
+    name = str(getattr(node.target, "__name__", node.target))
+    if ("batch_norm" not in name and "instance_norm" not in name) or "backward" in name:
+        return []
+    return [a.name for a in node.args[3:5] if isinstance(a, torch.fx.Node)]
+
+
 def build_unit(gm: torch.fx.GraphModule, nodes: Sequence[torch.fx.Node],
                used_after: set[str]) -> Unit:
     """Compile `nodes` (in order; free nodes are skipped) into a Unit.
@@ -97,6 +112,7 @@ def build_unit(gm: torch.fx.GraphModule, nodes: Sequence[torch.fx.Node],
     inputs: list[str] = []
     mutated: set[str] = set()
     norms: list[torch.nn.Module] = []
+    stats: set[str] = set()
     for n in compute:
         for src in n.all_input_nodes:
             if src.name not in inside and src.name not in env:
@@ -105,6 +121,7 @@ def build_unit(gm: torch.fx.GraphModule, nodes: Sequence[torch.fx.Node],
     for n in compute:
         env[n.name] = g.node_copy(n, lambda a: env[a.name])
         mutated.update(m for m in _mutated_arg_names(n, gm) if m not in inside)
+        stats.update(m for m in _running_stat_args(n) if m not in inside)
         if n.op == "call_module":
             mod = gm.get_submodule(str(n.target))
             norms.extend(m for m in mod.modules()
@@ -112,7 +129,7 @@ def build_unit(gm: torch.fx.GraphModule, nodes: Sequence[torch.fx.Node],
     outputs = [n.name for n in compute if n.name in used_after]
     g.output(tuple(env[o] for o in outputs))
     unit_gm = torch.fx.GraphModule(gm, g)
-    return Unit(unit_gm, inputs, outputs, [n.name for n in compute], mutated, norms)
+    return Unit(unit_gm, inputs, outputs, [n.name for n in compute], mutated, norms, stats)
 
 
 def stage_node_lists(gm: torch.fx.GraphModule, bounds: Sequence[tuple[int, int]],
