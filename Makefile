@@ -54,8 +54,13 @@ pytest: build
 test: build asan lint
 	$(VPY) -m pytest -q
 
+# Small profile of gpt2 and transformer in every mode, each mode in its own process, then
+# the summary table (about 5 minutes on 2 CPU cores, most of it torch.compile compiling).
+BENCH_MODES := naive checkpoint checkpoint_seq tiny compile_budget
 bench: build
-	$(VPY) -m tiny_backprop.analyze --model gpt2 --profile small
+	$(VPY) -m benchmarks.gpt2 --profile small --modes $(BENCH_MODES) --warmup 2 --steps 5 --export results/bench_gpt2_small.json --no-summary
+	$(VPY) -m benchmarks.transformer --profile small --modes $(BENCH_MODES) --warmup 2 --steps 5 --export results/bench_transformer_small.json --no-summary
+	$(VPY) -m benchmarks.summarize results/bench_gpt2_small.json results/bench_transformer_small.json
 
 bench-transformer bench-gpt2 bench-long-context bench-resnet bench-unet: build
 	$(VPY) -m benchmarks.$(subst -,_,$(patsubst bench-%,%,$@)) --profile small
