@@ -1,0 +1,1 @@
+"""Longer studies (budget sweeps, plan time); each writes data (CSV) and a plot (PNG)."""
