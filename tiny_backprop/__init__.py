@@ -17,16 +17,19 @@ _EXPORTS = {
     "NodeInfo": "tiny_backprop.ir",
     "Keep": "tiny_backprop.tree",
     "Region": "tiny_backprop.tree",
-    "capture": "tiny_backprop.capture",
     "Captured": "tiny_backprop.capture",
-    "plan": "tiny_backprop.plan",
     "plan_chain": "tiny_backprop.plan",
     "parse_budget": "tiny_backprop.plan",
     "Plan": "tiny_backprop.plan",
     "HCModule": "tiny_backprop.hc_module",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
+# These functions shadow their submodules' attributes on purpose: importing the package binds
+# ``tiny_backprop.capture`` to the package, then this line rebinds it to the function.
+from .capture import capture as capture  # noqa: E402
+from .plan import plan as plan  # noqa: E402
+
+__all__ = sorted([*_EXPORTS, "capture", "plan"]) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:

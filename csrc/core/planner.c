@@ -1,0 +1,581 @@
+/* tiny-backprop C core: checkpoint planners (optimal chain DP + baselines) and the
+ * plan simulator. See planner.h for the model and the tree encoding. */
+/* The DP's inner loops over memory are plain min/add streams: let GCC vectorise them. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
+
+#include "planner.h"
+
+#include <math.h>
+#include <string.h>
+
+#define TB_INF HUGE_VAL
+
+/* ---------------------------------------------------------------- plan trees */
+
+void tb_plan_tree_free(const tb_allocator *a, tb_plan_tree *tree)
+{
+    if (tree == NULL)
+        return;
+    tb_free(a, tree->kind);
+    tb_free(a, tree->start);
+    tb_free(a, tree->end);
+    memset(tree, 0, sizeof(*tree));
+}
+
+static tb_status tree_reserve(const tb_allocator *a, tb_plan_tree *tree, size_t need)
+{
+    if (need <= tree->cap)
+        return TB_OK;
+    size_t cap = tree->cap ? tree->cap : 16;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2 / sizeof(int32_t))
+            return TB_ERR_OVERFLOW;
+        cap *= 2;
+    }
+    uint8_t *kind = tb_malloc(a, cap * sizeof(uint8_t));
+    int32_t *start = tb_malloc(a, cap * sizeof(int32_t));
+    int32_t *end = tb_malloc(a, cap * sizeof(int32_t));
+    if (kind == NULL || start == NULL || end == NULL) {
+        tb_free(a, kind);
+        tb_free(a, start);
+        tb_free(a, end);
+        return TB_ERR_NOMEM;
+    }
+    if (tree->n_nodes) {
+        memcpy(kind, tree->kind, tree->n_nodes * sizeof(uint8_t));
+        memcpy(start, tree->start, tree->n_nodes * sizeof(int32_t));
+        memcpy(end, tree->end, tree->n_nodes * sizeof(int32_t));
+    }
+    tb_free(a, tree->kind);
+    tb_free(a, tree->start);
+    tb_free(a, tree->end);
+    tree->kind = kind;
+    tree->start = start;
+    tree->end = end;
+    tree->cap = cap;
+    return TB_OK;
+}
+
+static tb_status tree_push(const tb_allocator *a, tb_plan_tree *tree, int kind, size_t start,
+                           size_t end)
+{
+    tb_status st = tree_reserve(a, tree, tree->n_nodes + 1);
+    if (st != TB_OK)
+        return st;
+    tree->kind[tree->n_nodes] = (uint8_t)kind;
+    tree->start[tree->n_nodes] = (int32_t)start;
+    tree->end[tree->n_nodes] = (int32_t)end;
+    tree->n_nodes++;
+    return TB_OK;
+}
+
+/* ---------------------------------------------------------------- chain checks */
+
+tb_status tb_chain_check(const tb_chain *c)
+{
+    if (c == NULL || c->n == 0 || c->n > TB_MAX_STAGES || c->f == NULL || c->b == NULL ||
+        c->x == NULL || c->g == NULL)
+        return TB_ERR_INVALID;
+    int64_t total = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        if (!isfinite(c->f[i]) || !isfinite(c->b[i]) || c->f[i] < 0 || c->b[i] < 0)
+            return TB_ERR_INVALID;
+        if (c->x[i] < 0 || c->g[i] < 0)
+            return TB_ERR_INVALID;
+        if (c->x[i] > TB_MAX_BYTES || c->g[i] > TB_MAX_BYTES)
+            return TB_ERR_OVERFLOW;
+        total += c->x[i] + c->g[i];
+        if (total > TB_MAX_BYTES)
+            return TB_ERR_OVERFLOW;
+    }
+    return TB_OK;
+}
+
+static int is_must_keep(const tb_chain *c, size_t i)
+{
+    return c->must_keep != NULL && c->must_keep[i] != 0;
+}
+
+/* ---------------------------------------------------------------- simulator */
+
+typedef struct sim_frame {
+    size_t t;        /* last stage of this sequence */
+    size_t next;     /* next stage expected */
+    int64_t cur;     /* bytes held now at this level */
+    size_t rs, re;   /* region owning this sequence (rs == re: top level) */
+} sim_frame;
+
+/* Walks the preorder nodes keeping a stack of open sequences. A region's backward runs
+ * after everything that follows it at its level has finished, so its children see the
+ * bytes held when the region started (x[start] included, its output not). */
+tb_status tb_simulate(const tb_allocator *a, const tb_chain *c, const tb_plan_tree *tree,
+                      double *cost, int64_t *peak)
+{
+    tb_status st = tb_chain_check(c);
+    if (st != TB_OK)
+        return st;
+    if (tree == NULL || tree->n_nodes == 0 || tree->n_nodes > (size_t)4 * c->n + 4)
+        return TB_ERR_INVALID;
+    sim_frame *stack = tb_malloc(a, (tree->n_nodes + 1) * sizeof(sim_frame));
+    if (stack == NULL)
+        return TB_ERR_NOMEM;
+    size_t depth = 1;
+    stack[0] = (sim_frame){c->n - 1, 0, c->x[0], 0, 0};
+    double total = 0.0;
+    int64_t pk = c->x[0];
+    st = TB_ERR_INVALID;
+    for (size_t j = 0; j < tree->n_nodes; j++) {
+        if (depth == 0)
+            goto done; /* nodes after the top level is complete */
+        sim_frame *fr = &stack[depth - 1];
+        int32_t s0 = tree->start[j], e0 = tree->end[j];
+        if (s0 < 0 || e0 <= s0)
+            goto done;
+        size_t s = (size_t)s0, e = (size_t)e0;
+        if (s != fr->next || e - 1 > fr->t)
+            goto done;
+        if (tree->kind[j] == TB_NODE_KEEP) {
+            if (e != s + 1)
+                goto done;
+            total += c->f[s] + c->b[s];
+            if (s == fr->t) {
+                if (fr->cur + c->g[s] > pk)
+                    pk = fr->cur + c->g[s];
+            } else {
+                fr->cur += c->g[s] + c->x[s + 1];
+                if (fr->cur > pk)
+                    pk = fr->cur;
+            }
+            fr->next = e;
+        } else if (tree->kind[j] == TB_NODE_REGION) {
+            if (fr->rs == s && fr->re == e)
+                goto done; /* a region whose only child is the same region */
+            for (size_t i = s; i < e; i++) {
+                if (is_must_keep(c, i))
+                    goto done;
+                total += c->f[i];
+            }
+            int64_t held = fr->cur;
+            if (e - 1 != fr->t) {
+                fr->cur += c->x[e];
+                if (fr->cur > pk)
+                    pk = fr->cur;
+            }
+            fr->next = e;
+            stack[depth++] = (sim_frame){e - 1, s, held, s, e};
+        } else {
+            goto done;
+        }
+        /* close every finished sequence except the top level */
+        while (depth > 1 && stack[depth - 1].next == stack[depth - 1].t + 1)
+            depth--;
+        if (depth == 1 && stack[0].next == c->n)
+            depth = 0;
+    }
+    if (depth == 0) {
+        st = TB_OK;
+        *cost = total;
+        *peak = pk;
+    }
+done:
+    tb_free(a, stack);
+    return st;
+}
+
+/* ---------------------------------------------------------------- helpers */
+
+static size_t tri(size_t s, size_t t) { return t * (t + 1) / 2 + s; }
+
+/* next_mk[s] = smallest i >= s with must_keep[i], or n. */
+static size_t *next_must_keep(const tb_allocator *a, const tb_chain *c)
+{
+    size_t *nk = tb_malloc(a, (c->n + 1) * sizeof(size_t));
+    if (nk == NULL)
+        return NULL;
+    nk[c->n] = c->n;
+    for (size_t i = c->n; i-- > 0;)
+        nk[i] = is_must_keep(c, i) ? i : nk[i + 1];
+    return nk;
+}
+
+/* ---------------------------------------------------------------- min budget */
+
+tb_status tb_min_budget(const tb_allocator *a, const tb_chain *c, int64_t *min_bytes,
+                        double *cost, tb_plan_tree *tree)
+{
+    tb_status st = tb_chain_check(c);
+    if (st != TB_OK)
+        return st;
+    size_t n = c->n, rows = n * (n + 1) / 2;
+    int64_t *mm = tb_malloc(a, rows * sizeof(int64_t));
+    double *mc = tb_malloc(a, rows * sizeof(double));
+    int32_t *ch = tb_malloc(a, rows * sizeof(int32_t));
+    size_t *nk = next_must_keep(a, c);
+    size_t *stk = tb_malloc(a, (2 * n + 2) * sizeof(size_t));
+    if (mm == NULL || mc == NULL || ch == NULL || nk == NULL || stk == NULL) {
+        st = TB_ERR_NOMEM;
+        goto done;
+    }
+    for (size_t t = 0; t < n; t++) {
+        for (size_t s = t + 1; s-- > 0;) {
+            size_t r = tri(s, t);
+            if (s == t) {
+                mm[r] = c->g[s];
+                mc[r] = c->f[s] + c->b[s];
+                ch[r] = -1;
+                continue;
+            }
+            /* keep s */
+            int64_t bm = c->g[s] + c->x[s + 1] + mm[tri(s + 1, t)];
+            double bc = c->f[s] + c->b[s] + mc[tri(s + 1, t)];
+            int32_t bk = -1;
+            double F = 0.0;
+            for (size_t k = s + 1; k <= t && k - 1 < nk[s]; k++) {
+                F += c->f[k - 1];
+                int64_t m1 = c->x[k] + mm[tri(k, t)], m2 = mm[tri(s, k - 1)];
+                int64_t vm = m1 > m2 ? m1 : m2;
+                double vc = F + mc[tri(k, t)] + mc[tri(s, k - 1)];
+                if (vm < bm || (vm == bm && vc < bc)) {
+                    bm = vm;
+                    bc = vc;
+                    bk = (int32_t)k;
+                }
+            }
+            mm[r] = bm;
+            mc[r] = bc;
+            ch[r] = bk;
+        }
+    }
+    *min_bytes = c->x[0] + mm[tri(0, n - 1)];
+    *cost = mc[tri(0, n - 1)];
+    if (tree != NULL) {
+        /* emit in preorder: stack of pending (s, t) sequences */
+        size_t sp = 0;
+        stk[sp++] = 0;
+        stk[sp++] = n - 1;
+        while (sp > 0) {
+            size_t t = stk[--sp], s = stk[--sp];
+            for (;;) {
+                int32_t k = ch[tri(s, t)];
+                if (s == t || k < 0) {
+                    st = tree_push(a, tree, TB_NODE_KEEP, s, s + 1);
+                    if (st != TB_OK)
+                        goto done;
+                    if (s == t)
+                        break;
+                    s++;
+                    continue;
+                }
+                st = tree_push(a, tree, TB_NODE_REGION, s, (size_t)k);
+                if (st != TB_OK)
+                    goto done;
+                stk[sp++] = (size_t)k;
+                stk[sp++] = t;
+                t = (size_t)k - 1;
+            }
+        }
+    }
+    st = TB_OK;
+done:
+    tb_free(a, mm);
+    tb_free(a, mc);
+    tb_free(a, ch);
+    tb_free(a, nk);
+    tb_free(a, stk);
+    return st;
+}
+
+/* ---------------------------------------------------------------- optimal DP */
+
+static int64_t ceil_div(int64_t v, int64_t u) { return v / u + (v % u != 0); }
+
+/* Slot size of `bytes`, clamped to cap (anything above cap never fits). */
+static int64_t to_slots(int64_t bytes, int64_t unit, int64_t cap)
+{
+    int64_t v = ceil_div(bytes, unit);
+    return v > cap ? cap : v;
+}
+
+tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budget,
+                          int64_t slots, double *cost, tb_plan_tree *tree)
+{
+    tb_status st = tb_chain_check(c);
+    if (st != TB_OK)
+        return st;
+    if (budget < 0 || slots < 1 || slots > ((int64_t)1 << 24))
+        return TB_ERR_INVALID;
+    size_t n = c->n;
+    int64_t unit = budget / slots + (budget % slots != 0);
+    if (unit < 1)
+        unit = 1;
+    int64_t S = budget / unit;
+    int64_t cap = S + 1;
+    int64_t X0 = to_slots(c->x[0], unit, cap);
+    if (X0 > S)
+        return TB_ERR_INFEASIBLE;
+    size_t W = (size_t)(S - X0) + 1;
+    size_t rows = n * (n + 1) / 2;
+    if (rows > SIZE_MAX / W / sizeof(double))
+        return TB_ERR_OVERFLOW;
+
+    double *T = tb_malloc(a, rows * W * sizeof(double));
+    size_t *lo = tb_malloc(a, rows * sizeof(size_t));
+    size_t *X = tb_malloc(a, (n + 1) * sizeof(size_t));
+    size_t *G = tb_malloc(a, n * sizeof(size_t));
+    size_t *nk = next_must_keep(a, c);
+    size_t *stk = tb_malloc(a, (3 * n + 3) * sizeof(size_t));
+    if (T == NULL || lo == NULL || X == NULL || G == NULL || nk == NULL || stk == NULL) {
+        st = TB_ERR_NOMEM;
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        X[i] = (size_t)to_slots(c->x[i], unit, cap);
+        G[i] = (size_t)to_slots(c->g[i], unit, cap);
+    }
+    X[n] = 0;
+
+    for (size_t t = 0; t < n; t++) {
+        for (size_t s = t + 1; s-- > 0;) {
+            size_t r = tri(s, t);
+            double *row = T + r * W;
+            double fb = c->f[s] + c->b[s];
+            if (s == t) {
+                for (size_t m = 0; m < W; m++)
+                    row[m] = m >= G[s] ? fb : TB_INF;
+                lo[r] = G[s] < W ? G[s] : W;
+                continue;
+            }
+            for (size_t m = 0; m < W; m++)
+                row[m] = TB_INF;
+            /* keep s */
+            size_t d = G[s] + X[s + 1];
+            size_t rk = tri(s + 1, t);
+            if (d + lo[rk] < W) {
+                const double *src = T + rk * W - d;
+                for (size_t m = d + lo[rk]; m < W; m++)
+                    row[m] = fb + src[m];
+            }
+            /* region [s, k): no must_keep stage inside */
+            double F = 0.0;
+            for (size_t k = s + 1; k <= t && k - 1 < nk[s]; k++) {
+                F += c->f[k - 1];
+                size_t ra = tri(k, t), rb = tri(s, k - 1);
+                size_t m0 = X[k] + lo[ra];
+                if (lo[rb] > m0)
+                    m0 = lo[rb];
+                if (m0 >= W)
+                    continue;
+                const double *A = T + ra * W - X[k];
+                const double *B = T + rb * W;
+                for (size_t m = m0; m < W; m++) {
+                    double v = F + A[m] + B[m];
+                    row[m] = v < row[m] ? v : row[m];
+                }
+            }
+            size_t l = 0;
+            while (l < W && row[l] == TB_INF)
+                l++;
+            lo[r] = l;
+        }
+    }
+
+    double best = T[tri(0, n - 1) * W + (W - 1)];
+    if (best == TB_INF) {
+        st = TB_ERR_INFEASIBLE;
+        goto done;
+    }
+    *cost = best;
+    if (tree != NULL) {
+        /* Traceback: re-evaluate the choices at each state, take the cheapest (ties:
+         * keep, then the smallest k). Stack of pending (s, t, m) sequences. */
+        size_t sp = 0;
+        stk[sp++] = 0;
+        stk[sp++] = n - 1;
+        stk[sp++] = W - 1;
+        while (sp > 0) {
+            size_t m = stk[--sp], t = stk[--sp], s = stk[--sp];
+            for (;;) {
+                if (s == t) {
+                    st = tree_push(a, tree, TB_NODE_KEEP, s, s + 1);
+                    if (st != TB_OK)
+                        goto done;
+                    break;
+                }
+                double bv = TB_INF;
+                size_t bk = 0;
+                size_t d = G[s] + X[s + 1];
+                if (m >= d)
+                    bv = c->f[s] + c->b[s] + T[tri(s + 1, t) * W + (m - d)];
+                double F = 0.0;
+                for (size_t k = s + 1; k <= t && k - 1 < nk[s]; k++) {
+                    F += c->f[k - 1];
+                    if (m < X[k])
+                        continue;
+                    double v = F + T[tri(k, t) * W + (m - X[k])] + T[tri(s, k - 1) * W + m];
+                    if (v < bv) {
+                        bv = v;
+                        bk = k;
+                    }
+                }
+                if (bv == TB_INF) {
+                    st = TB_ERR_STATE; /* cannot happen: the state was feasible */
+                    goto done;
+                }
+                if (bk == 0) {
+                    st = tree_push(a, tree, TB_NODE_KEEP, s, s + 1);
+                    if (st != TB_OK)
+                        goto done;
+                    m -= d;
+                    s++;
+                    continue;
+                }
+                st = tree_push(a, tree, TB_NODE_REGION, s, bk);
+                if (st != TB_OK)
+                    goto done;
+                stk[sp++] = bk;
+                stk[sp++] = t;
+                stk[sp++] = m - X[bk];
+                t = bk - 1;
+            }
+        }
+    }
+    st = TB_OK;
+done:
+    tb_free(a, T);
+    tb_free(a, lo);
+    tb_free(a, X);
+    tb_free(a, G);
+    tb_free(a, nk);
+    tb_free(a, stk);
+    return st;
+}
+
+/* ---------------------------------------------------------------- baselines */
+
+static int has_must_keep(const tb_chain *c, size_t s, size_t e)
+{
+    for (size_t i = s; i < e; i++)
+        if (is_must_keep(c, i))
+            return 1;
+    return 0;
+}
+
+static tb_status emit_keeps(const tb_allocator *a, tb_plan_tree *tree, size_t s, size_t e)
+{
+    for (size_t i = s; i < e; i++) {
+        tb_status st = tree_push(a, tree, TB_NODE_KEEP, i, i + 1);
+        if (st != TB_OK)
+            return st;
+    }
+    return TB_OK;
+}
+
+/* One segment [s, e) as recompute regions of its maximal runs without must_keep
+ * stages (those are kept). */
+static tb_status emit_segment(const tb_allocator *a, const tb_chain *c, tb_plan_tree *tree,
+                              size_t s, size_t e)
+{
+    size_t i = s;
+    while (i < e) {
+        tb_status st;
+        if (is_must_keep(c, i)) {
+            st = tree_push(a, tree, TB_NODE_KEEP, i, i + 1);
+            if (st != TB_OK)
+                return st;
+            i++;
+            continue;
+        }
+        size_t j = i;
+        while (j < e && !is_must_keep(c, j))
+            j++;
+        st = tree_push(a, tree, TB_NODE_REGION, i, j);
+        if (st == TB_OK)
+            st = emit_keeps(a, tree, i, j);
+        if (st != TB_OK)
+            return st;
+        i = j;
+    }
+    return TB_OK;
+}
+
+/* Balanced interval tree: Region over the first half (nested to height h-1), then the
+ * second half at this level with height h-1. Recursion depth <= log2(n) + 1. */
+static tb_status emit_tree(const tb_allocator *a, const tb_chain *c, tb_plan_tree *tree,
+                           size_t s, size_t e, int h)
+{
+    while (h > 0 && e - s > 1) {
+        size_t mid = s + (e - s) / 2;
+        if (!has_must_keep(c, s, mid)) {
+            tb_status st = tree_push(a, tree, TB_NODE_REGION, s, mid);
+            if (st != TB_OK)
+                return st;
+        }
+        tb_status st = emit_tree(a, c, tree, s, mid, h - 1);
+        if (st != TB_OK)
+            return st;
+        s = mid;
+        h--;
+    }
+    return emit_keeps(a, tree, s, e);
+}
+
+tb_status tb_plan_baseline(const tb_allocator *a, const tb_chain *c, tb_planner_kind kind,
+                           int height, tb_plan_tree *tree)
+{
+    tb_status st = tb_chain_check(c);
+    if (st != TB_OK)
+        return st;
+    size_t n = c->n;
+    switch (kind) {
+    case TB_PLANNER_STORE_ALL:
+        return emit_keeps(a, tree, 0, n);
+    case TB_PLANNER_PER_STAGE:
+        for (size_t i = 0; i < n; i++) {
+            st = emit_segment(a, c, tree, i, i + 1);
+            if (st != TB_OK)
+                return st;
+        }
+        return TB_OK;
+    case TB_PLANNER_SQRT: {
+        size_t k = (size_t)llround(sqrt((double)n));
+        if (k < 1)
+            k = 1;
+        double total = 0.0;
+        for (size_t i = 0; i < n; i++)
+            total += c->f[i];
+        size_t s = 0, e = 0;
+        double cum = 0.0;
+        for (size_t j = 1; j < k && s < n; j++) {
+            /* end of segment j: first e with cum(e) >= j/k of the total (or j*n/k
+             * stages when all costs are zero); at least one stage per segment */
+            e = s;
+            if (total > 0) {
+                double target = total * (double)j / (double)k;
+                while (e < n && (e == s || cum < target)) {
+                    cum += c->f[e];
+                    e++;
+                }
+            } else {
+                e = j * n / k;
+                if (e <= s)
+                    e = s + 1;
+            }
+            if (e >= n)
+                break;
+            st = emit_segment(a, c, tree, s, e);
+            if (st != TB_OK)
+                return st;
+            s = e;
+        }
+        return emit_keeps(a, tree, s, n); /* last segment: kept */
+    }
+    case TB_PLANNER_TREE:
+        if (height < 0)
+            return TB_ERR_INVALID;
+        return emit_tree(a, c, tree, 0, n, height);
+    default:
+        return TB_ERR_INVALID;
+    }
+}

@@ -1,0 +1,92 @@
+/* tiny-backprop C core: checkpoint planners and the plan simulator.
+ * Pure C11; never includes Python.h.
+ *
+ * Model (see DESIGN.md). Stages 0..L-1; stage i has forward cost f[i], backward cost
+ * b[i], input bytes x[i] (its boundary input) and saved bytes g[i]. Everything held
+ * counts against the budget: stored boundaries (x[0] included) and saved tensors.
+ * opt(s,t,m) = least cost to finish forward+backward of s..t when x[s] is held and
+ * m more bytes are free:
+ *   s == t:        f[s] + b[s]                       if g[s] <= m
+ *   keep s:        f[s] + b[s] + opt(s+1, t, m - g[s] - x[s+1])
+ *   region [s,k):  f[s]+..+f[k-1] + opt(k, t, m - x[k]) + opt(s, k-1, m)   (s < k <= t)
+ * Plan cost = opt(0, L-1, M - x[0]).
+ *
+ * Plan trees are encoded flat, in preorder: node j has kind[j] (TB_NODE_KEEP or
+ * TB_NODE_REGION), start[j] and end[j] (a Keep of stage i has start i, end i+1).
+ * A Region's children follow it directly and cover start..end-1 exactly, in order;
+ * the top-level nodes cover 0..L-1.
+ */
+#ifndef TB_PLANNER_H
+#define TB_PLANNER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tb_common.h"
+
+enum { TB_NODE_KEEP = 0, TB_NODE_REGION = 1 };
+
+typedef enum tb_planner_kind {
+    TB_PLANNER_OPTIMAL = 0,
+    TB_PLANNER_STORE_ALL = 1,
+    TB_PLANNER_PER_STAGE = 2,
+    TB_PLANNER_SQRT = 3,
+    TB_PLANNER_TREE = 4
+} tb_planner_kind;
+
+/* A chain of stages. Arrays of length n (borrowed). must_keep may be NULL. */
+typedef struct tb_chain {
+    size_t n;
+    const double *f;          /* forward cost, >= 0, finite */
+    const double *b;          /* backward cost, >= 0, finite */
+    const int64_t *x;         /* input bytes, >= 0 */
+    const int64_t *g;         /* saved bytes, >= 0 */
+    const uint8_t *must_keep; /* nonzero: stage may not be inside any region */
+} tb_chain;
+
+/* A flat preorder plan tree (owned: free with tb_plan_tree_free). */
+typedef struct tb_plan_tree {
+    size_t n_nodes;
+    size_t cap;
+    uint8_t *kind;
+    int32_t *start;
+    int32_t *end;
+} tb_plan_tree;
+
+void tb_plan_tree_free(const tb_allocator *a, tb_plan_tree *tree);
+
+/* Largest number of stages accepted by the planners (sizes are int32 indices). */
+#define TB_MAX_STAGES 100000
+/* Largest byte count accepted (sums of all sizes must stay exact in int64/double). */
+#define TB_MAX_BYTES ((int64_t)1 << 52)
+
+/* Validates a chain: n >= 1, costs finite >= 0, sizes in [0, TB_MAX_BYTES], and the
+ * sum of all sizes <= TB_MAX_BYTES. TB_OK or TB_ERR_INVALID / TB_ERR_OVERFLOW. */
+tb_status tb_chain_check(const tb_chain *c);
+
+/* Replays a plan tree forward and backward under the model.
+ * *cost = total compute cost (forward, recompute and backward), *peak = largest number
+ * of bytes held at once (x[0] included). TB_ERR_INVALID for a malformed tree or one
+ * that puts a must_keep stage inside a region. */
+tb_status tb_simulate(const tb_allocator *a, const tb_chain *c, const tb_plan_tree *tree,
+                      double *cost, int64_t *peak);
+
+/* Smallest budget (exact bytes) for which the model has a schedule, and the least cost
+ * among the schedules that reach it. If tree is not NULL it receives such a schedule. */
+tb_status tb_min_budget(const tb_allocator *a, const tb_chain *c, int64_t *min_bytes,
+                        double *cost, tb_plan_tree *tree);
+
+/* Optimal plan for `budget` bytes with memory discretised into at most `slots` units:
+ * unit = max(1, ceil(budget / slots)), sizes rounded up, budget rounded down, so the
+ * plan never exceeds the budget; exact when sizes are integers and budget <= slots.
+ * *cost receives the DP's value. TB_ERR_INFEASIBLE when the discretised DP finds no
+ * schedule (the caller may then fall back to tb_min_budget's schedule). */
+tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budget,
+                          int64_t slots, double *cost, tb_plan_tree *tree);
+
+/* A baseline plan (budget-blind): store_all, per_stage, sqrt or tree (height >= 0).
+ * must_keep stages are never put inside a region. */
+tb_status tb_plan_baseline(const tb_allocator *a, const tb_chain *c, tb_planner_kind kind,
+                           int height, tb_plan_tree *tree);
+
+#endif /* TB_PLANNER_H */

@@ -1,0 +1,166 @@
+/* C unit tests of the planners and the simulator: known answers, infeasible budgets,
+ * malformed trees, and an allocation-failure loop under the counting allocator. */
+#include <stdio.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "planner.h"
+
+static int failures = 0;
+#define CHECK(cond) do { if (!(cond)) { fprintf(stderr, "%s:%d: CHECK(%s) failed\n", __FILE__, __LINE__, #cond); failures++; } } while (0)
+
+static const double F4[] = {1, 1, 1, 1}, B4[] = {2, 2, 2, 2};
+static const int64_t X4[] = {10, 10, 10, 10}, G4[] = {10, 10, 10, 10};
+
+static tb_chain chain4(const uint8_t *mk)
+{
+    return (tb_chain){4, F4, B4, X4, G4, mk};
+}
+
+static void test_known_answers(void)
+{
+    tb_chain c = chain4(NULL);
+    tb_plan_tree tree = {0};
+    double cost = 0, scost = 0;
+    int64_t peak = 0;
+    /* store-all fits: 10 + 3 * (10 + 10) + 10 = 80 bytes, cost 12 */
+    CHECK(tb_plan_optimal(NULL, &c, 80, 512, &cost, &tree) == TB_OK);
+    CHECK(cost == 12.0);
+    CHECK(tree.n_nodes == 4);
+    CHECK(tb_simulate(NULL, &c, &tree, &scost, &peak) == TB_OK);
+    CHECK(scost == 12.0 && peak == 80);
+    tb_plan_tree_free(NULL, &tree);
+
+    /* 40 bytes: best is 15 (recompute 3 forward units) */
+    CHECK(tb_plan_optimal(NULL, &c, 40, 512, &cost, &tree) == TB_OK);
+    CHECK(cost == 15.0);
+    CHECK(tb_simulate(NULL, &c, &tree, &scost, &peak) == TB_OK);
+    CHECK(scost == cost && peak <= 40);
+    tb_plan_tree_free(NULL, &tree);
+
+    /* minimum budget: x0 + region [0,3) holding x3 + g3 = 30 */
+    int64_t mb = 0;
+    CHECK(tb_min_budget(NULL, &c, &mb, &cost, &tree) == TB_OK);
+    CHECK(mb == 30);
+    CHECK(tb_simulate(NULL, &c, &tree, &scost, &peak) == TB_OK);
+    CHECK(peak == 30 && scost == cost);
+    tb_plan_tree_free(NULL, &tree);
+    CHECK(tb_plan_optimal(NULL, &c, 29, 512, &cost, &tree) == TB_ERR_INFEASIBLE);
+    CHECK(tree.n_nodes == 0);
+    CHECK(tb_plan_optimal(NULL, &c, 30, 512, &cost, &tree) == TB_OK);
+    tb_plan_tree_free(NULL, &tree);
+    CHECK(tb_plan_optimal(NULL, &c, 5, 512, &cost, &tree) == TB_ERR_INFEASIBLE);
+
+    /* must_keep everywhere: only store-all is allowed */
+    uint8_t all[4] = {1, 1, 1, 1};
+    tb_chain ck = chain4(all);
+    CHECK(tb_plan_optimal(NULL, &ck, 79, 512, &cost, &tree) == TB_ERR_INFEASIBLE);
+    CHECK(tb_min_budget(NULL, &ck, &mb, &cost, NULL) == TB_OK && mb == 80);
+
+    /* coarse slots still never exceed the budget */
+    CHECK(tb_plan_optimal(NULL, &c, 57, 4, &cost, &tree) == TB_OK);
+    CHECK(tb_simulate(NULL, &c, &tree, &scost, &peak) == TB_OK);
+    CHECK(peak <= 57);
+    tb_plan_tree_free(NULL, &tree);
+}
+
+static void test_baselines(void)
+{
+    tb_chain c = chain4(NULL);
+    tb_plan_tree tree = {0};
+    double cost = 0;
+    int64_t peak = 0;
+    CHECK(tb_plan_baseline(NULL, &c, TB_PLANNER_STORE_ALL, 0, &tree) == TB_OK);
+    CHECK(tb_simulate(NULL, &c, &tree, &cost, &peak) == TB_OK && cost == 12 && peak == 80);
+    tb_plan_tree_free(NULL, &tree);
+    CHECK(tb_plan_baseline(NULL, &c, TB_PLANNER_PER_STAGE, 0, &tree) == TB_OK);
+    CHECK(tree.n_nodes == 8);
+    CHECK(tb_simulate(NULL, &c, &tree, &cost, &peak) == TB_OK && cost == 16 && peak == 50);
+    tb_plan_tree_free(NULL, &tree);
+    CHECK(tb_plan_baseline(NULL, &c, TB_PLANNER_SQRT, 0, &tree) == TB_OK);
+    CHECK(tb_simulate(NULL, &c, &tree, &cost, &peak) == TB_OK && cost == 14 && peak == 50);
+    tb_plan_tree_free(NULL, &tree);
+    CHECK(tb_plan_baseline(NULL, &c, TB_PLANNER_TREE, 2, &tree) == TB_OK);
+    CHECK(tb_simulate(NULL, &c, &tree, &cost, &peak) == TB_OK && cost == 16 && peak == 40);
+    tb_plan_tree_free(NULL, &tree);
+    CHECK(tb_plan_baseline(NULL, &c, TB_PLANNER_TREE, -1, &tree) == TB_ERR_INVALID);
+    CHECK(tb_plan_baseline(NULL, &c, (tb_planner_kind)99, 0, &tree) == TB_ERR_INVALID);
+    uint8_t mk[4] = {0, 1, 0, 0};
+    tb_chain ck = chain4(mk);
+    CHECK(tb_plan_baseline(NULL, &ck, TB_PLANNER_PER_STAGE, 0, &tree) == TB_OK);
+    CHECK(tb_simulate(NULL, &ck, &tree, &cost, &peak) == TB_OK); /* no region holds stage 1 */
+    tb_plan_tree_free(NULL, &tree);
+}
+
+static void test_invalid(void)
+{
+    tb_chain c = chain4(NULL);
+    double cost;
+    int64_t peak;
+    uint8_t kind[2] = {TB_NODE_KEEP, TB_NODE_KEEP};
+    int32_t st[2] = {0, 2}, en[2] = {1, 3};
+    tb_plan_tree bad = {2, 2, kind, st, en}; /* skips stage 1 */
+    CHECK(tb_simulate(NULL, &c, &bad, &cost, &peak) == TB_ERR_INVALID);
+    uint8_t k2[2] = {TB_NODE_REGION, TB_NODE_REGION};
+    int32_t s2[2] = {0, 0}, e2[2] = {4, 4};
+    tb_plan_tree self = {2, 2, k2, s2, e2}; /* region nested in itself, never closed */
+    CHECK(tb_simulate(NULL, &c, &self, &cost, &peak) == TB_ERR_INVALID);
+    double nan_f[4] = {1, 1, NAN, 1};
+    tb_chain cn = {4, nan_f, B4, X4, G4, NULL};
+    CHECK(tb_chain_check(&cn) == TB_ERR_INVALID);
+    int64_t neg[4] = {1, -1, 1, 1};
+    tb_chain cneg = {4, F4, B4, neg, G4, NULL};
+    CHECK(tb_chain_check(&cneg) == TB_ERR_INVALID);
+    tb_chain empty = {0, F4, B4, X4, G4, NULL};
+    CHECK(tb_chain_check(&empty) == TB_ERR_INVALID);
+    tb_plan_tree tree = {0};
+    CHECK(tb_plan_optimal(NULL, &c, 100, 0, &cost, &tree) == TB_ERR_INVALID);
+    CHECK(tb_plan_optimal(NULL, &c, -1, 10, &cost, &tree) == TB_ERR_INVALID);
+}
+
+/* Fail the k-th allocation for every k: a clean TB_ERR_NOMEM and no leak. */
+static void test_alloc_failures(void)
+{
+    double f[7] = {1, 2, 3, 1, 2, 3, 1}, b[7] = {2, 4, 6, 2, 4, 6, 2};
+    int64_t x[7] = {5, 9, 3, 8, 2, 7, 4}, g[7] = {6, 2, 9, 4, 7, 3, 5};
+    tb_chain c = {7, f, b, x, g, NULL};
+    for (int which = 0; which < 6; which++) {
+        int ok = 0;
+        for (size_t k = 1; k < 200 && !ok; k++) {
+            tb_counting_state cs = {0, 0, 0, k};
+            tb_allocator a = tb_counting_allocator(&cs);
+            tb_plan_tree tree = {0};
+            double cost;
+            int64_t v;
+            tb_status st;
+            if (which == 0)
+                st = tb_plan_optimal(&a, &c, 30, 16, &cost, &tree);
+            else if (which == 1)
+                st = tb_min_budget(&a, &c, &v, &cost, &tree);
+            else
+                st = tb_plan_baseline(&a, &c, (tb_planner_kind)(which - 1), 3, &tree);
+            if (st == TB_OK) {
+                CHECK(tb_simulate(&a, &c, &tree, &cost, &v) == TB_OK ||
+                      cs.n_alloc >= k); /* the simulator's own allocation may be the one */
+                ok = cs.n_alloc < k;
+            } else {
+                CHECK(st == TB_ERR_NOMEM);
+                CHECK(tree.n_nodes == 0 || tree.kind != NULL);
+            }
+            tb_plan_tree_free(&a, &tree);
+            CHECK(cs.live == 0);
+        }
+        CHECK(ok);
+    }
+}
+
+int main(void)
+{
+    test_known_answers();
+    test_baselines();
+    test_invalid();
+    test_alloc_failures();
+    printf("test_planner: %s\n", failures ? "FAILED" : "ok");
+    return failures ? 1 : 0;
+}

@@ -1,0 +1,162 @@
+"""Slow, obviously-correct Python twins of the C planner and simulator.
+
+Used by the tests (C must agree with these) and by the benchmark (speed baseline).
+Stages are 0-based here; sizes are bytes (or slots), costs are in the chain's units.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from functools import cache
+
+from .tree import Keep, Node, Region
+
+INF = math.inf
+
+
+def discretise(
+    input_bytes: Sequence[int], saved_bytes: Sequence[int], budget: int, slots: int
+) -> tuple[list[int], list[int], int]:
+    """Sizes and budget in slots: unit = max(1, ceil(budget/slots)), sizes round up,
+    the budget rounds down. Returns (x_slots, g_slots, budget_slots)."""
+    unit = max(1, -(-budget // slots))
+    return (
+        [-(-v // unit) for v in input_bytes],
+        [-(-v // unit) for v in saved_bytes],
+        budget // unit,
+    )
+
+
+def optimal(
+    f: Sequence[float],
+    b: Sequence[float],
+    x: Sequence[int],
+    g: Sequence[int],
+    budget: int,
+    must_keep: Sequence[bool] | None = None,
+) -> tuple[float, tuple[Node, ...] | None]:
+    """The model's optimum for integer sizes and an integer budget (no discretisation).
+
+    Returns (cost, tree); (inf, None) when no schedule fits.
+    """
+    n = len(f)
+    mk = list(must_keep) if must_keep is not None else [False] * n
+    sys.setrecursionlimit(max(10000, sys.getrecursionlimit()))
+
+    @cache
+    def opt(s: int, t: int, m: int) -> tuple[float, int]:
+        """(cost, choice): choice -1 = keep s, k > s = region [s, k)."""
+        if m < 0:
+            return INF, -1
+        if s == t:
+            return (f[s] + b[s] if g[s] <= m else INF), -1
+        best = f[s] + b[s] + opt(s + 1, t, m - g[s] - x[s + 1])[0]
+        choice = -1
+        for k in range(s + 1, t + 1):
+            if any(mk[s:k]):
+                break
+            v = sum(f[s:k]) + opt(k, t, m - x[k])[0] + opt(s, k - 1, m)[0]
+            if v < best:
+                best, choice = v, k
+        return best, choice
+
+    def build(s: int, t: int, m: int) -> list[Node]:
+        out: list[Node] = []
+        while True:
+            _, k = opt(s, t, m)
+            if s == t:
+                out.append(Keep(s))
+                return out
+            if k < 0:
+                out.append(Keep(s))
+                m -= g[s] + x[s + 1]
+                s += 1
+            else:
+                out.append(Region(s, k, tuple(build(s, k - 1, m))))
+                m -= x[k]
+                s = k
+
+    cost = opt(0, n - 1, budget - x[0])[0]
+    if cost == INF:
+        return INF, None
+    return cost, tuple(build(0, n - 1, budget - x[0]))
+
+
+def simulate(
+    f: Sequence[float],
+    b: Sequence[float],
+    x: Sequence[int],
+    g: Sequence[int],
+    tree: Sequence[Node],
+) -> tuple[float, int]:
+    """Replay a plan tree: (total cost, peak bytes held, the chain input included)."""
+
+    def seq(nodes: Sequence[Node], s: int, t: int, held: int) -> tuple[float, int]:
+        cost, peak, cur, nxt = 0.0, held, held, s
+        for node in nodes:
+            if isinstance(node, Keep):
+                i = node.stage
+                assert i == nxt
+                cost += f[i] + b[i]
+                if i == t:
+                    peak = max(peak, cur + g[i])
+                else:
+                    cur += g[i] + x[i + 1]
+                    peak = max(peak, cur)
+                nxt = i + 1
+            else:
+                assert node.start == nxt and node.start < node.end <= t + 1
+                c_in, p_in = seq(node.children, node.start, node.end - 1, cur)
+                cost += sum(f[node.start : node.end]) + c_in
+                peak = max(peak, p_in)
+                if node.end - 1 != t:
+                    cur += x[node.end]
+                    peak = max(peak, cur)
+                nxt = node.end
+        assert nxt == t + 1
+        return cost, peak
+
+    return seq(tree, 0, len(f) - 1, x[0])
+
+
+def min_budget(x: Sequence[int], g: Sequence[int], must_keep: Sequence[bool] | None = None) -> int:
+    """Smallest budget in bytes for which the model has a schedule."""
+    n = len(x)
+    mk = list(must_keep) if must_keep is not None else [False] * n
+
+    @cache
+    def mm(s: int, t: int) -> int:
+        if s == t:
+            return g[s]
+        best = g[s] + x[s + 1] + mm(s + 1, t)
+        for k in range(s + 1, t + 1):
+            if any(mk[s:k]):
+                break
+            best = min(best, max(x[k] + mm(k, t), mm(s, k - 1)))
+        return best
+
+    return x[0] + mm(0, n - 1)
+
+
+def all_trees(n: int) -> list[tuple[Node, ...]]:
+    """Every plan tree of a chain of n stages (a region's only child is never the same
+    region), for brute-force checks; n <= 6 keeps this in the thousands."""
+
+    @cache
+    def seqs(s: int, t: int, forbid: tuple[int, int] | None) -> tuple[tuple[Node, ...], ...]:
+        if s > t:
+            return ((),)
+        out: list[tuple[Node, ...]] = []
+        for rest in seqs(s + 1, t, None):
+            out.append((Keep(s),) + rest)
+        for k in range(s + 1, t + 2):
+            if forbid == (s, k):
+                continue
+            for inner in seqs(s, k - 1, (s, k)):
+                for rest in seqs(k, t, None):
+                    out.append((Region(s, k, inner),) + rest)
+        return tuple(out)
+
+    return list(seqs(0, n - 1, None))

@@ -1,0 +1,375 @@
+"""Planning API: budgets, planner choice and the `Plan` object.
+
+The C core (``tiny_backprop._C``) plans and simulates; this module parses budgets,
+checks arguments, turns the flat preorder encoding into `Keep`/`Region` trees and
+raises `BudgetError` when nothing fits.
+
+Budget semantics: a budget counts every byte held at once by the plan (the chain's
+input x_0, stored boundaries and saved tensors), in bytes. A plan never exceeds it.
+
+Infeasible budgets: `BudgetError.minimum_bytes` is, for ``planner="optimal"``, the
+exact smallest budget (bytes, computed by a min-memory DP with no discretisation) for
+which the model has any schedule; at or above it a plan is always returned (if the
+discretised DP finds nothing, the min-memory schedule is used). For the budget-blind
+baselines it is that baseline's own peak.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
+from typing import Any, Union
+
+from . import chain as _chain
+from .errors import BudgetError
+from .tree import Keep, Node, Region, format_tree
+
+PLANNERS: tuple[str, ...] = ("optimal", "store_all", "per_stage", "sqrt", "tree")
+
+Budget = Union[int, float, str]
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "tb": 10**12,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
+    "tib": 2**40,
+}
+_BUDGET_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE]([+-]?[0-9]+))?\s*([A-Za-z]*)\s*$")
+
+
+def parse_budget(budget: Budget, store_all_bytes: int) -> int:
+    """A budget in bytes.
+
+    Args:
+        budget: an int (bytes); a string such as ``"2GiB"``, ``"512MB"``, ``"1.5 GB"``,
+            ``"100kB"``, ``"123"`` (KiB/MiB/GiB/TiB binary, kB/MB/GB/TB decimal, case
+            insensitive, spaces allowed); or a float in (0, 1]: that fraction of
+            `store_all_bytes`.
+        store_all_bytes: peak bytes of the store-all schedule (for fractions).
+
+    Raises:
+        TypeError: budget is not an int, float or str (bool is not a budget).
+        ValueError: negative, NaN, unparseable, or a fraction outside (0, 1].
+    """
+    if isinstance(budget, bool):
+        raise TypeError("budget must be int bytes, a size string or a fraction, not bool")
+    if isinstance(budget, numbers.Integral):
+        value = int(budget)
+        if value < 0:
+            raise ValueError(f"budget must be >= 0 bytes, got {value}")
+        return value
+    if isinstance(budget, numbers.Real):
+        frac = float(budget)
+        if not (math.isfinite(frac) and 0.0 < frac <= 1.0):
+            raise ValueError(
+                f"budget as a float is a fraction of the store-all peak and must be in (0, 1], "
+                f"got {frac!r} (give bytes as an int or a string like '2GiB')"
+            )
+        return int(math.floor(frac * int(store_all_bytes)))
+    if isinstance(budget, str):
+        m = _BUDGET_RE.match(budget)
+        unit = m.group(3).lower() if m else None
+        if m is None or unit not in _UNITS:
+            raise ValueError(
+                f"budget string {budget!r} not understood; use e.g. '2GiB', '512MB', "
+                "'1.5 GB', '100kB' or '123' (bytes)"
+            )
+        try:
+            num = Decimal(m.group(1)) * (Decimal(10) ** int(m.group(2) or 0))
+        except (InvalidOperation, ValueError) as exc:  # pragma: no cover - regex guards
+            raise ValueError(f"budget string {budget!r} not understood") from exc
+        return int(num * _UNITS[unit])
+    raise TypeError(
+        f"budget must be int bytes, a size string or a float fraction, not {type(budget).__name__}"
+    )
+
+
+def format_bytes(n: float) -> str:
+    """Human-readable byte count (binary units)."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1024
+    return f"{n:.2f} TiB"  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A checkpointing plan for a chain of stages.
+
+    Attributes:
+        tree: top-level plan nodes (`Keep`/`Region`, 0-based stages).
+        planner: the planner that made it.
+        num_stages: L.
+        budget_bytes: the budget asked for (bytes).
+        peak_bytes: peak bytes held, from the C simulator (exact bytes, not slots).
+        total_cost: forward + recompute + backward cost (chain's units), simulated.
+        recompute_cost: total_cost minus one forward and one backward of every stage.
+        planned_cost: the DP's value (optimal) or the simulated cost (baselines).
+        plan_time_s: seconds spent planning.
+        slots: memory discretisation used by the optimal DP.
+        chain: the StageChain planned (set by `plan`, None from `plan_chain`).
+    """
+
+    tree: tuple[Node, ...]
+    planner: str
+    num_stages: int
+    budget_bytes: int
+    peak_bytes: int
+    total_cost: float
+    recompute_cost: float
+    planned_cost: float
+    plan_time_s: float
+    slots: int
+    chain: Any = None
+
+    @property
+    def predicted_peak_bytes(self) -> int:
+        """Alias of `peak_bytes` (bytes)."""
+        return self.peak_bytes
+
+    def __str__(self) -> str:
+        base = self.total_cost - self.recompute_cost
+        pct = 100.0 * self.recompute_cost / base if base > 0 else 0.0
+        header = (
+            f"Plan[{self.planner}]: {self.num_stages} stages, budget "
+            f"{format_bytes(self.budget_bytes)}, predicted peak {format_bytes(self.peak_bytes)}, "
+            f"recompute cost {self.recompute_cost:.6g} (+{pct:.1f}%)"
+        )
+        body = format_tree(self.tree, indent=1)
+        return header + ("\n" + body if body else "")
+
+
+def decode_nodes(nodes: Sequence[tuple[int, int, int]]) -> tuple[Node, ...]:
+    """Preorder (kind, start, end) triples (kind 0 Keep, 1 Region) into a plan tree."""
+    pos = 0
+
+    def seq(end: int) -> tuple[Node, ...]:
+        nonlocal pos
+        out: list[Node] = []
+        covered = -1
+        while pos < len(nodes) and covered < end:
+            kind, s, e = nodes[pos]
+            if kind == 0:
+                pos += 1
+                out.append(Keep(s))
+            else:
+                pos += 1
+                out.append(Region(s, e, seq(e)))
+            covered = e
+            if e >= end:
+                break
+        return tuple(out)
+
+    if not nodes:
+        return ()
+    return seq(max(e for _, _, e in nodes))
+
+
+def encode_tree(tree: Sequence[Node]) -> list[tuple[int, int, int]]:
+    """A plan tree into preorder (kind, start, end) triples."""
+    out: list[tuple[int, int, int]] = []
+
+    def walk(nodes: Sequence[Node]) -> None:
+        for n in nodes:
+            if isinstance(n, Keep):
+                out.append((0, n.stage, n.stage + 1))
+            else:
+                out.append((1, n.start, n.end))
+                walk(n.children)
+
+    walk(tree)
+    return out
+
+
+def store_all_bytes(input_bytes: Sequence[int], saved_bytes: Sequence[int]) -> int:
+    """Peak bytes of the store-all schedule: x_0 + sum(g_i + x_{i+1}) + g_{L-1}."""
+    n = len(input_bytes)
+    return int(input_bytes[0]) + sum(int(saved_bytes[i]) for i in range(n)) + sum(
+        int(input_bytes[i]) for i in range(1, n)
+    )
+
+
+def _check_lists(
+    forward_cost: Sequence[float],
+    backward_cost: Sequence[float],
+    input_bytes: Sequence[int],
+    saved_bytes: Sequence[int],
+    must_keep: Sequence[bool] | None,
+) -> int:
+    names = ("forward_cost", "backward_cost", "input_bytes", "saved_bytes")
+    seqs = (forward_cost, backward_cost, input_bytes, saved_bytes)
+    for name, s in zip(names, seqs):
+        if isinstance(s, (str, bytes)) or not hasattr(s, "__len__"):
+            raise TypeError(f"{name} must be a sequence, not {type(s).__name__}")
+    n = len(forward_cost)
+    if n == 0:
+        raise ValueError("forward_cost: the chain is empty (need at least one stage)")
+    for name, s in zip(names, seqs):
+        if len(s) != n:
+            raise ValueError(f"{name} has {len(s)} entries, forward_cost has {n}")
+    if must_keep is not None and len(must_keep) != n:
+        raise ValueError(f"must_keep has {len(must_keep)} entries, forward_cost has {n}")
+    for name, s in zip(names[2:], seqs[2:]):
+        for i, v in enumerate(s):
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"{name}[{i}] must be an int (bytes), not {type(v).__name__}")
+    return n
+
+
+def plan_chain(
+    forward_cost: Sequence[float],
+    backward_cost: Sequence[float],
+    input_bytes: Sequence[int],
+    saved_bytes: Sequence[int],
+    budget: Budget,
+    *,
+    planner: str = "optimal",
+    slots: int = 512,
+    must_keep: Sequence[bool] | None = None,
+    height: int | None = None,
+) -> Plan:
+    """Plan a chain of stages under a memory budget.
+
+    Args:
+        forward_cost, backward_cost: per-stage costs (any unit, >= 0).
+        input_bytes: x_i, bytes of stage i's boundary input (x_0 = the chain input).
+        saved_bytes: g_i, bytes stage i saves for its backward.
+        budget: bytes (int), a size string ("2GiB") or a fraction of the store-all peak.
+        planner: one of PLANNERS.
+        slots: memory units of the optimal DP (>= 1); more = finer, slower.
+        must_keep: per stage, True = never inside a recompute region.
+        height: tree height for planner="tree" (default ceil(log2 L)).
+
+    Raises:
+        TypeError / ValueError: bad arguments (the message names the argument).
+        BudgetError: no plan of this planner fits; `.minimum_bytes` says what would.
+    """
+    from . import _C
+
+    if not isinstance(planner, str) or planner not in PLANNERS:
+        raise ValueError(f"planner must be one of {', '.join(PLANNERS)}; got {planner!r}")
+    if isinstance(slots, bool) or not isinstance(slots, numbers.Integral):
+        raise TypeError(f"slots must be an int, not {type(slots).__name__}")
+    if slots < 1:
+        raise ValueError(f"slots must be >= 1, got {slots}")
+    if height is not None:
+        if isinstance(height, bool) or not isinstance(height, numbers.Integral):
+            raise TypeError(f"height must be an int, not {type(height).__name__}")
+        if height < 0:
+            raise ValueError(f"height must be >= 0, got {height}")
+    n = _check_lists(forward_cost, backward_cost, input_bytes, saved_bytes, must_keep)
+    f = [float(v) for v in forward_cost] if _all_real(forward_cost, "forward_cost") else []
+    b = [float(v) for v in backward_cost] if _all_real(backward_cost, "backward_cost") else []
+    x = [int(v) for v in input_bytes]
+    g = [int(v) for v in saved_bytes]
+    mk = [bool(v) for v in must_keep] if must_keep is not None else None
+    for name, vals in (("input_bytes", x), ("saved_bytes", g)):
+        for i, v in enumerate(vals):
+            if v < 0:
+                raise ValueError(f"{name}[{i}] must be >= 0 bytes, got {v}")
+    budget_bytes = parse_budget(budget, store_all_bytes(x, g))
+
+    t0 = time.perf_counter()
+    res = _C.plan_chain(
+        f, b, x, g, budget_bytes, planner=planner, slots=int(slots), must_keep=mk,
+        height=-1 if height is None else int(height),
+    )
+    if planner == "optimal" and res is None:
+        min_bytes, _, min_nodes = _C.min_budget(f, b, x, g, must_keep=mk)
+        if budget_bytes < min_bytes:
+            raise BudgetError(
+                f"no schedule fits in {budget_bytes} bytes ({format_bytes(budget_bytes)}); "
+                f"the smallest feasible budget is {min_bytes} bytes ({format_bytes(min_bytes)})",
+                minimum_bytes=min_bytes,
+                budget_bytes=budget_bytes,
+            )
+        # Feasible in exact bytes but not after rounding sizes up to slots.
+        cost, peak = _C.simulate(f, b, x, g, min_nodes, must_keep=mk)
+        res = (min_nodes, cost, cost, peak)
+    nodes, planned, total, peak = res
+    elapsed = time.perf_counter() - t0
+    if peak > budget_bytes:
+        raise BudgetError(
+            f"the {planner!r} plan peaks at {peak} bytes ({format_bytes(peak)}), over the "
+            f"budget of {budget_bytes} bytes ({format_bytes(budget_bytes)})",
+            minimum_bytes=peak,
+            budget_bytes=budget_bytes,
+        )
+    base = math.fsum(f) + math.fsum(b)
+    recompute = total - base
+    if abs(recompute) <= 1e-12 * max(1.0, abs(total)):
+        recompute = 0.0
+    return Plan(
+        tree=decode_nodes(nodes),
+        planner=planner,
+        num_stages=n,
+        budget_bytes=budget_bytes,
+        peak_bytes=int(peak),
+        total_cost=float(total),
+        recompute_cost=float(recompute),
+        planned_cost=float(planned),
+        plan_time_s=elapsed,
+        slots=int(slots),
+    )
+
+
+def _all_real(values: Sequence[Any], name: str) -> bool:
+    for i, v in enumerate(values):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real):
+            raise TypeError(f"{name}[{i}] must be a number, not {type(v).__name__}")
+        fv = float(v)
+        if not math.isfinite(fv) or fv < 0:
+            raise ValueError(f"{name}[{i}] must be finite and >= 0, got {v!r}")
+    return True
+
+
+def simulate_tree(
+    forward_cost: Sequence[float],
+    backward_cost: Sequence[float],
+    input_bytes: Sequence[int],
+    saved_bytes: Sequence[int],
+    tree: Sequence[Node],
+    must_keep: Sequence[bool] | None = None,
+) -> tuple[float, int]:
+    """Replay any plan tree with the C simulator: (total cost, peak bytes)."""
+    from . import _C
+
+    return _C.simulate(
+        [float(v) for v in forward_cost], [float(v) for v in backward_cost],
+        [int(v) for v in input_bytes], [int(v) for v in saved_bytes], encode_tree(tree),
+        must_keep=None if must_keep is None else [bool(v) for v in must_keep],
+    )
+
+
+def plan(
+    graph_ir: Any,
+    budget: Budget,
+    planner: str = "optimal",
+    *,
+    slots: int = 512,
+    max_stages: int | None = None,
+) -> Plan:
+    """Plan a captured graph: coarsen it into a stage chain, then `plan_chain`.
+
+    The returned Plan carries `.chain` (the StageChain). Stages marked
+    ``never_recompute`` by the chain are never put inside a recompute region.
+    """
+    sc = _chain.stage_chain(graph_ir, max_stages)
+    mk = sc.never_recompute
+    p = plan_chain(
+        sc.forward_cost, sc.backward_cost, sc.input_bytes, sc.saved_bytes, budget,
+        planner=planner, slots=slots, must_keep=mk,
+    )
+    return replace(p, chain=sc)
