@@ -57,9 +57,10 @@ test: build asan lint
 # Small profile of gpt2 and transformer in every mode, each mode in its own process, then
 # the summary table (about 5 minutes on 2 CPU cores, most of it torch.compile compiling).
 BENCH_MODES := naive checkpoint checkpoint_seq tiny compile_budget
+BENCH_FLAGS ?= --warmup 2 --steps 5
 bench: build
-	$(VPY) -m benchmarks.gpt2 --profile small --modes $(BENCH_MODES) --warmup 2 --steps 5 --export results/bench_gpt2_small.json --no-summary
-	$(VPY) -m benchmarks.transformer --profile small --modes $(BENCH_MODES) --warmup 2 --steps 5 --export results/bench_transformer_small.json --no-summary
+	$(VPY) -m benchmarks.gpt2 --profile small --modes $(BENCH_MODES) $(BENCH_FLAGS) --export results/bench_gpt2_small.json --no-summary
+	$(VPY) -m benchmarks.transformer --profile small --modes $(BENCH_MODES) $(BENCH_FLAGS) --export results/bench_transformer_small.json --no-summary
 	$(VPY) -m benchmarks.summarize results/bench_gpt2_small.json results/bench_transformer_small.json
 
 bench-transformer bench-gpt2 bench-long-context bench-resnet bench-unet: build

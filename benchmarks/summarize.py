@@ -6,7 +6,7 @@ Rows are grouped by (benchmark, profile, variant, mode). Time: mean, sample std 
 the per-trial mean step time (seconds) when there are several trials, else of the
 steps of the one trial. Memory: mean peak (CUDA allocated peak when
 measured on CUDA, else CPU RSS growth), MiB. ``mem x`` and ``time x`` are ratios to naive
-in the same (benchmark, profile, variant) group; ``saving`` is 1 - mem x. Failed trials are
+in the same (benchmark, profile, variant) group; ``saving`` is 1 - mem x. ``step_median_s`` is the median over every measured step. Failed trials are
 counted in ``fail`` and left out of the means.
 """
 
@@ -53,6 +53,8 @@ def summarize_results(results: list[BenchmarkResult]) -> list[dict[str, Any]]:
             "error": None if ok else rs[0].error,
             "wall_time_mean_s": t_mean, "wall_time_std_s": t_std,
             "wall_time_cv_pct": (100 * t_std / t_mean) if t_mean and t_std is not None else None,
+            "step_time_median_s": (statistics.median(steps) if (steps := [
+                t for r in ok for t in r.extra_metrics.get("step_times_s", [])]) else None),
             "peak_mem_mean_bytes": _mean(mems),
             "peak_mem_std_bytes": _std(mems),
             "grads_match_naive": (all(bool(g) for g in grads) if grads and None not in grads
@@ -89,8 +91,10 @@ def _f(x: Any, fmt: str) -> str:
     return "-" if x is None else format(x, fmt)
 
 
+NOISY_CV_PCT = 10.0  # above this, the table marks the time as noisy
+
 COLUMNS = ("benchmark", "profile", "variant", "mode", "trials", "fail", "time_mean_s",
-           "time_std_s", "cv%", "peak_MiB", "mem_x", "saving%", "time_x", "grads_ok")
+           "time_std_s", "cv%", "step_median_s", "peak_MiB", "mem_x", "saving%", "time_x", "grads_ok")
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -103,7 +107,10 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             r["benchmark"], r["profile"] or "-", r["variant"] or "-", r["mode"],
             str(r["trials"]), str(r["failed"]),
             _f(r["wall_time_mean_s"], ".4f") if r["trials"] else r["status"].upper(),
-            _f(r["wall_time_std_s"], ".4f"), _f(r["wall_time_cv_pct"], ".1f"),
+            _f(r["wall_time_std_s"], ".4f"),
+            _f(r["wall_time_cv_pct"], ".1f") + ("!" if (r["wall_time_cv_pct"] or 0) > NOISY_CV_PCT
+                                                else ""),
+            _f(r["step_time_median_s"], ".4f"),
             _f(None if r["peak_mem_mean_bytes"] is None else r["peak_mem_mean_bytes"] / MiB, ".1f"),
             _f(r["mem_ratio_vs_naive"], ".3f"), _f(r["mem_saving_pct"], ".1f"),
             _f(r["time_ratio_vs_naive"], ".3f"),
@@ -117,6 +124,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines.append(" | ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)))
     lines.append("-+-".join("-" * w for w in widths))
     lines += [" | ".join(v.ljust(w) for v, w in zip(b, widths)) for b in body]
+    if any((r["wall_time_cv_pct"] or 0) > NOISY_CV_PCT for r in rows):
+        lines.append(f"cv% marked '!' is above {NOISY_CV_PCT:.0f}%: times are noisy (shared or "
+                     "busy machine?); rerun with more --steps/--trials before comparing them")
     if notes:
         lines.append("failures:")
         lines += notes
