@@ -146,15 +146,17 @@ def time_steps(step: Callable[[], Any], n: int, device: torch.device) -> list[fl
 
 
 def step_stats(times: list[float]) -> dict[str, float | None]:
-    """Mean, sample standard deviation (seconds) and coefficient of variation (%)."""
+    """Mean, sample standard deviation (seconds) and coefficient of variation (%).
+
+    Standard deviation and CV are None for a single step."""
     if not times:
         return {"step_time_mean_s": None, "step_time_std_s": None, "step_time_cv_pct": None}
     mean = statistics.fmean(times)
-    std = statistics.stdev(times) if len(times) > 1 else 0.0
+    std = statistics.stdev(times) if len(times) > 1 else None  # one step has no spread
     return {
         "step_time_mean_s": mean,
         "step_time_std_s": std,
-        "step_time_cv_pct": 100.0 * std / mean if mean > 0 else None,
+        "step_time_cv_pct": 100.0 * std / mean if std is not None and mean > 0 else None,
     }
 
 

@@ -44,7 +44,7 @@ def summarize_results(results: list[BenchmarkResult]) -> list[dict[str, Any]]:
         mems = [r.peak_bytes() for r in ok if r.peak_bytes() is not None]
         t_mean, t_std = _mean(times), _std(times)
         if len(ok) == 1:  # one trial: the spread of its steps is the only spread there is
-            t_std = ok[0].extra_metrics.get("step_time_std_s", t_std)
+            t_std = ok[0].extra_metrics.get("step_time_std_s")
         grads = [r.extra_metrics.get("grads_match_naive") for r in ok]
         row: dict[str, Any] = {
             "benchmark": bench, "profile": prof, "variant": var, "mode": mode,

@@ -178,3 +178,17 @@ def test_thresholds_fail_when_tiny_misses_or_errors():
     assert [c["ok"] for c in checks] == [True, False]
     err = summarize_results([BenchmarkResult("g", "tiny", 0, status="error", error="x")])
     assert check_thresholds(err, 1.0, 1.5)[0]["ok"] is False
+
+
+def test_experiments_dry_runs(tmp_path):
+    sweep = subprocess.run([sys.executable, str(ROOT / "experiments" / "budget_sweep.py"),
+                            "--dry-run"], capture_output=True, text=True, timeout=60)
+    assert sweep.returncode == 0, sweep.stderr
+    assert "gpt2 small naive" in sweep.stdout and "unet small tiny budget=" in sweep.stdout
+    pt = subprocess.run([sys.executable, str(ROOT / "experiments" / "plan_time.py"), "--dry-run",
+                         "--sizes", "50", "200", "--repeats", "1", "--out-dir", str(tmp_path)],
+                        capture_output=True, text=True, timeout=60)
+    assert pt.returncode == 0, pt.stderr
+    rows = (tmp_path / "plan_time.csv").read_text().splitlines()
+    assert rows[0].startswith("nodes,stages") and len(rows) == 3
+    assert (tmp_path / "plan_time.png").stat().st_size > 0
