@@ -94,9 +94,14 @@ class SavedTensorCounter:
         self._hooks: Any = None
 
     def _pack(self, t: torch.Tensor) -> Any:
-        st = t.untyped_storage()
-        key = st.data_ptr()
-        if key in self._exclude or t.device.type == "meta":
+        if t.device.type == "meta":
+            return t
+        try:
+            st = t.untyped_storage()
+            key = st.data_ptr()
+        except (RuntimeError, NotImplementedError):  # fake/functional tensors (tracing)
+            return t
+        if key in self._exclude:
             return t
         n = self._refs.get(key, 0)
         if n == 0:

@@ -13,6 +13,7 @@ probes. ``loss_value`` is the first, seeded step's loss, comparable across modes
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import sys
@@ -33,8 +34,6 @@ from benchmarks.measure import (
 from benchmarks.modes import ModeUnavailable, apply_mode
 from benchmarks.results import BenchmarkResult
 from benchmarks.workloads import build_workload
-
-TINY_STAT_KEYS = ("held_activation_bytes", "predicted_peak_bytes", "plan_time_s", "recompute_time_s")
 
 
 def is_oom(exc: BaseException) -> bool:
@@ -119,7 +118,9 @@ def _measure(spec: dict[str, Any], res: BenchmarkResult) -> None:
     em.update(info)
 
     # First step: seeded, gradients checked, saved-for-backward bytes counted.
-    counter = None if mode == "compile_budget" else SavedTensorCounter(exclude=params)
+    # compile_budget traces under the hooks; tiny captures in its first forward and reports
+    # its own held bytes (last_step_stats): neither gets the outer counter.
+    counter = None if mode in ("compile_budget", "tiny") else SavedTensorCounter(exclude=params)
     t0 = time.perf_counter()
     if counter is not None:
         with counter:
@@ -171,18 +172,45 @@ def _measure(spec: dict[str, Any], res: BenchmarkResult) -> None:
         _tiny_stats(fn, res)
 
 
+# HCModule.last_step_stats() field -> our field (the runtime's StepStats names first).
+TINY_STAT_ALIASES = {
+    "measured_peak_bytes": "held_activation_bytes",
+    "held_activation_bytes": "held_activation_bytes",
+    "predicted_peak_bytes": "predicted_peak_bytes",
+    "recompute_seconds": "recompute_time_s",
+    "recompute_time_s": "recompute_time_s",
+    "plan_time_s": "plan_time_s",
+}
+
+
+def _as_dict(obj: Any) -> dict[str, Any]:
+    if obj is None:
+        return {}
+    if isinstance(obj, dict):
+        return dict(obj)
+    if dataclasses.is_dataclass(obj):
+        return dataclasses.asdict(obj)
+    return {k: getattr(obj, k) for k in dir(obj) if not k.startswith("_")
+            and isinstance(getattr(obj, k, None), (int, float, str, bool, type(None)))}
+
+
 def _tiny_stats(hc: Any, res: BenchmarkResult) -> None:
     """Copy what HCModule reports about its last step (None where it reports nothing)."""
     stats_fn = getattr(hc, "last_step_stats", None)
-    stats = dict(stats_fn() or {}) if callable(stats_fn) else {}
+    stats = _as_dict(stats_fn()) if callable(stats_fn) else {}
     plan = getattr(hc, "plan", None)
-    if "predicted_peak_bytes" not in stats and plan is not None:
-        stats["predicted_peak_bytes"] = getattr(plan, "predicted_peak_bytes", None)
-    for key in TINY_STAT_KEYS:
+    if plan is not None:
+        stats.setdefault("plan_time_s", getattr(plan, "plan_time_s", None))
+        if stats.get("predicted_peak_bytes") is None:
+            stats["predicted_peak_bytes"] = getattr(plan, "predicted_peak_bytes", None)
+        res.extra_metrics["plan"] = {k: getattr(plan, k, None) for k in (
+            "planner", "num_stages", "budget_bytes", "recompute_cost", "total_cost", "slots")}
+    for key, ours in TINY_STAT_ALIASES.items():
         if stats.get(key) is not None:
-            setattr(res, key, stats[key])
-    if stats.get("held_activation_bytes") is not None:
+            setattr(res, ours, stats[key])
+    if any(stats.get(k) is not None for k in ("measured_peak_bytes", "held_activation_bytes")):
         res.extra_metrics["held_activation_source"] = "HCModule.last_step_stats"
+        res.extra_metrics.pop("held_activation_note", None)
     res.extra_metrics["tiny_stats"] = {k: v for k, v in stats.items()
                                        if isinstance(v, (int, float, str, bool, type(None)))}
 
