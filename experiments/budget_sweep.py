@@ -36,12 +36,14 @@ def tiny_budgets(model: str, profile: str, points: int, seed: int) -> list[int |
         from tiny_backprop import BudgetError, HCModule, zoo
 
         wl = zoo.build(model, profile, seed=seed)
-        try:
-            HCModule(wl.model, 1)
+        try:  # HCModule plans in its first forward
+            HCModule(wl.model, 1)(*wl.args, **wl.kwargs)
             return list(FALLBACK_FRACTIONS)  # a 1-byte budget was accepted: nothing to learn
         except BudgetError as exc:
             lo = exc.minimum_bytes
-        full = getattr(getattr(HCModule(wl.model, 1.0), "plan", None), "predicted_peak_bytes", None)
+        hc = HCModule(wl.model, 1.0)
+        hc(*wl.args, **wl.kwargs)
+        full = getattr(hc.plan, "predicted_peak_bytes", None)
     except Exception as exc:  # noqa: BLE001 - planner not there yet, or no plan attribute
         print(f"budget_sweep: planner minimum unavailable ({type(exc).__name__}: {exc}); "
               "using fallback fractions", file=sys.stderr)
@@ -52,11 +54,11 @@ def tiny_budgets(model: str, profile: str, points: int, seed: int) -> list[int |
     return sorted({int(lo * ratio**i) for i in range(points)})
 
 
-def plan_runs(models: list[str], profile: str, points: int, seed: int,
-              dry_run: bool) -> list[tuple[str, str, Any]]:
+def plan_runs(models: list[str], profile: str, points: int, seed: int, dry_run: bool,
+              baselines: tuple[str, ...] = BASELINES) -> list[tuple[str, str, Any]]:
     runs: list[tuple[str, str, Any]] = []
     for m in models:
-        runs += [(m, b, None) for b in BASELINES]
+        runs += [(m, b, None) for b in baselines]
         budgets = list(FALLBACK_FRACTIONS) if dry_run else tiny_budgets(m, profile, points, seed)
         runs += [(m, "tiny", b) for b in budgets]
     return runs
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                     default=["gpt2", "unet"])
     ap.add_argument("--profile", choices=("small", "medium", "large"), default="small")
     ap.add_argument("--points", type=int, default=6, help="tiny budgets per model")
+    ap.add_argument("--baselines", nargs="*", choices=BASELINES, default=list(BASELINES))
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--compile-budget", type=float, default=0.5)
@@ -79,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.points < 1 or args.steps < 1 or args.warmup < 0:
         ap.error("--points and --steps must be >= 1, --warmup >= 0")
-    runs = plan_runs(args.models, args.profile, args.points, args.seed, args.dry_run)
+    runs = plan_runs(args.models, args.profile, args.points, args.seed, args.dry_run,
+                     tuple(args.baselines))
     if args.dry_run:
         for m, mode, b in runs:
             print(f"{m} {args.profile} {mode}" + ("" if b is None else f" budget={b}"))
