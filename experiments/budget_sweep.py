@@ -130,10 +130,15 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     markers = {"naive": "s", "checkpoint": "^", "compile_budget": "D"}
     for ax, m in zip(axes[0], models):
         ok = [r for r in rows if r["model"] == m and r["status"] == "ok"]
-        tiny = sorted((r for r in ok if r["mode"] == "tiny"), key=lambda r: r["peak_bytes"])
-        if tiny:
+        tiny = sorted((r for r in ok if r["mode"] == "tiny"), key=lambda r: float(r["budget"]))
+        if tiny:  # connected in budget order, each point labelled with its budget
             ax.plot([r["step_time_s"] for r in tiny], [r["peak_bytes"] / 2**20 for r in tiny],
-                    "o-", label="tiny (budgets)")
+                    "o-", label="tiny (budget order)")
+            for r in tiny:
+                b = float(r["budget"])
+                ax.annotate(f"{b:g}" if b <= 1 else f"{b / 2**20:.2g} MiB",
+                            (r["step_time_s"], r["peak_bytes"] / 2**20), fontsize=7,
+                            textcoords="offset points", xytext=(4, 4))
         for r in ok:
             if r["mode"] in markers:
                 label = r["mode"] + ("" if r["grads_match_naive"] else " (grads wrong)")
