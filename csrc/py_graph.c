@@ -334,7 +334,9 @@ static PyObject *Graph_lower_bound(PyObject *op, PyObject *Py_UNUSED(ignored))
     return PyLong_FromLongLong((long long)((GraphObject *)op)->g->lower_bound);
 }
 
-static PyObject *Graph_coarsen(PyObject *op, PyObject *arg)
+/* Shared by coarsen and coarsen_chain: the stage list, and (intervals != NULL) the
+ * live-interval list. */
+static PyObject *coarsen_impl(PyObject *op, PyObject *arg, PyObject **intervals)
 {
     tb_graph *g = ((GraphObject *)op)->g;
     if (PyBool_Check(arg) || !PyLong_Check(arg)) {
@@ -353,11 +355,20 @@ static PyObject *Graph_coarsen(PyObject *op, PyObject *arg)
         return NULL;
     }
     tb_stage *stages = NULL;
-    int64_t L = 0;
+    int64_t L = 0, n_iv = 0;
+    int64_t *iv = NULL;
+    PyObject *list = NULL, *ivlist = NULL;
     tb_status st = tb_graph_coarsen(g, (int64_t)m, &stages, &L);
     if (st != TB_OK)
         return tb_raise_status(st, "Graph.coarsen");
-    PyObject *list = PyList_New((Py_ssize_t)L);
+    if (intervals != NULL) {
+        st = tb_graph_live_intervals(g, stages, L, &iv, &n_iv);
+        if (st != TB_OK) {
+            tb_raise_status(st, "Graph.coarsen_chain");
+            goto error;
+        }
+    }
+    list = PyList_New((Py_ssize_t)L);
     if (list == NULL)
         goto error;
     for (int64_t i = 0; i < L; i++) {
@@ -370,12 +381,45 @@ static PyObject *Graph_coarsen(PyObject *op, PyObject *arg)
             goto error;
         PyList_SET_ITEM(list, (Py_ssize_t)i, t);
     }
+    if (intervals != NULL) {
+        ivlist = PyList_New((Py_ssize_t)n_iv);
+        if (ivlist == NULL)
+            goto error;
+        for (int64_t i = 0; i < n_iv; i++) {
+            PyObject *t = Py_BuildValue("(LLL)", (long long)iv[3 * i], (long long)iv[3 * i + 1],
+                                        (long long)iv[3 * i + 2]);
+            if (t == NULL)
+                goto error;
+            PyList_SET_ITEM(ivlist, (Py_ssize_t)i, t);
+        }
+        *intervals = ivlist;
+    }
     tb_graph_free_stages(g, stages);
+    tb_graph_free_intervals(g, iv);
     return list;
 error:
     Py_XDECREF(list);
+    Py_XDECREF(ivlist);
     tb_graph_free_stages(g, stages);
+    tb_graph_free_intervals(g, iv);
     return NULL;
+}
+
+static PyObject *Graph_coarsen(PyObject *op, PyObject *arg)
+{
+    return coarsen_impl(op, arg, NULL);
+}
+
+static PyObject *Graph_coarsen_chain(PyObject *op, PyObject *arg)
+{
+    PyObject *iv = NULL;
+    PyObject *stages = coarsen_impl(op, arg, &iv);
+    if (stages == NULL)
+        return NULL;
+    PyObject *res = PyTuple_Pack(2, stages, iv);
+    Py_DECREF(stages);
+    Py_DECREF(iv);
+    return res;
 }
 
 static PyObject *Graph_repr(PyObject *op)
@@ -398,6 +442,10 @@ static PyMethodDef Graph_methods[] = {
      "coarsen(max_stages: int) -> list[tuple[int, int, float, float, int, int, bool]]\n\n"
      "At most max_stages stages (start, end, forward_cost, backward_cost, input_bytes,\n"
      "saved_bytes, never_recompute) over positions [start, end) of topo_order()."},
+    {"coarsen_chain", Graph_coarsen_chain, METH_O,
+     "coarsen_chain(max_stages: int) -> (stages, live_intervals)\n\n"
+     "coarsen(max_stages) and its live intervals: sorted (producer_stage, last_user_stage,\n"
+     "bytes) for every non-input value crossing a stage boundary (see graph.h)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -18,6 +18,7 @@ typedef struct chain_args {
     double *f, *b;
     int64_t *x, *g;
     uint8_t *mk;
+    int64_t *live;
 } chain_args;
 
 static void chain_args_free(chain_args *ca)
@@ -27,6 +28,7 @@ static void chain_args_free(chain_args *ca)
     PyMem_Free(ca->x);
     PyMem_Free(ca->g);
     PyMem_Free(ca->mk);
+    PyMem_Free(ca->live);
     memset(ca, 0, sizeof(*ca));
 }
 
@@ -154,9 +156,77 @@ error:
     return NULL;
 }
 
-/* Parses the four chain arrays (+ optional must_keep). 0, or -1 with an exception. */
+/* live_intervals: a sequence of (j, u, bytes) int triples, 0 <= j < u < n, bytes in
+ * [0, 2**52]. Returns a PyMem array of 3 * *count entries (NULL + exception on error). */
+static int64_t *parse_live(PyObject *obj, Py_ssize_t n, size_t *count)
+{
+    const char *name = "live_intervals";
+    if (!PySequence_Check(obj) || PyUnicode_Check(obj) || PyBytes_Check(obj)) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s must be a sequence of (producer, last_user, bytes) tuples, not %.100s",
+                     name, Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    PyObject *fast = PySequence_Fast(obj, name);
+    if (fast == NULL)
+        return NULL;
+    Py_ssize_t m = PySequence_Fast_GET_SIZE(fast);
+    int64_t *out = NULL;
+    if ((size_t)m > TB_MAX_LIVE) {
+        PyErr_Format(PyExc_ValueError, "%s: at most %d intervals, got %zd", name, TB_MAX_LIVE, m);
+        goto error;
+    }
+    out = PyMem_Malloc((size_t)(m ? 3 * m : 1) * sizeof(int64_t));
+    if (out == NULL) {
+        PyErr_NoMemory();
+        goto error;
+    }
+    for (Py_ssize_t i = 0; i < m; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, i); /* borrowed */
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s[%zd] must be a (producer, last_user, bytes) tuple, not %.100s",
+                         name, i, Py_TYPE(item)->tp_name);
+            goto error;
+        }
+        for (int k = 0; k < 3; k++) {
+            PyObject *v = PyTuple_GET_ITEM(item, k);
+            if (PyBool_Check(v) || !PyLong_Check(v)) {
+                PyErr_Format(PyExc_TypeError, "%s[%zd][%d] must be an int, not %.100s", name,
+                             i, k, Py_TYPE(v)->tp_name);
+                goto error;
+            }
+            int overflow = 0;
+            long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+            if (x == -1 && PyErr_Occurred())
+                goto error;
+            if (overflow || x < 0 || x > TB_MAX_BYTES) {
+                PyErr_Format(PyExc_ValueError, "%s[%zd][%d] must be in [0, 2**52], got %R",
+                             name, i, k, v);
+                goto error;
+            }
+            out[3 * i + k] = (int64_t)x;
+        }
+        if (out[3 * i] >= out[3 * i + 1] || out[3 * i + 1] >= (int64_t)n) {
+            PyErr_Format(PyExc_ValueError,
+                         "%s[%zd]: need 0 <= producer < last_user < %zd (stages), got %R",
+                         name, i, n, item);
+            goto error;
+        }
+    }
+    *count = (size_t)m;
+    Py_DECREF(fast);
+    return out;
+error:
+    PyMem_Free(out);
+    Py_DECREF(fast);
+    return NULL;
+}
+
+/* Parses the four chain arrays (+ optional must_keep, live_intervals). 0, or -1 with an
+ * exception. */
 static int parse_chain(PyObject *f, PyObject *b, PyObject *x, PyObject *g, PyObject *mk,
-                       chain_args *ca)
+                       PyObject *live, chain_args *ca)
 {
     memset(ca, 0, sizeof(*ca));
     Py_ssize_t n = seq_len(f, "forward_cost");
@@ -183,10 +253,14 @@ static int parse_chain(PyObject *f, PyObject *b, PyObject *x, PyObject *g, PyObj
         goto error;
     if (mk != Py_None && (ca->mk = parse_flags(mk, "must_keep", n)) == NULL)
         goto error;
-    ca->chain = (tb_chain){(size_t)n, ca->f, ca->b, ca->x, ca->g, ca->mk};
+    size_t n_live = 0;
+    if (live != Py_None && (ca->live = parse_live(live, n, &n_live)) == NULL)
+        goto error;
+    ca->chain = (tb_chain){(size_t)n, ca->f, ca->b, ca->x, ca->g, ca->mk, n_live, ca->live};
     tb_status st = tb_chain_check(&ca->chain);
     if (st != TB_OK) {
-        tb_raise_status(st, "chain (sum of input_bytes and saved_bytes must stay <= 2**52)");
+        tb_raise_status(st, "chain (sum of input_bytes, saved_bytes and live_intervals bytes "
+                            "must stay <= 2**52)");
         goto error;
     }
     return 0;
@@ -270,23 +344,27 @@ static int planner_from_name(const char *name)
 
 PyDoc_STRVAR(plan_chain_doc,
 "plan_chain(forward_cost, backward_cost, input_bytes, saved_bytes, budget, planner='optimal',\n"
-"           slots=512, must_keep=None, height=-1) -> (nodes, planned_cost, cost, peak) | None\n\n"
+"           slots=512, must_keep=None, height=-1, live_intervals=None)\n"
+"    -> (nodes, planned_cost, cost, peak) | None\n\n"
 "Plan a chain. nodes: preorder (kind, start, end) triples (kind 0 = Keep, 1 = Region).\n"
 "planned_cost: the DP's value (optimal) or the simulated cost (baselines); cost, peak: the\n"
 "simulator's total cost and peak bytes. None when 'optimal' finds no schedule in budget\n"
-"(memory discretised into slots). height < 0 = ceil(log2 L) for 'tree'.");
+"(memory discretised into slots). height < 0 = ceil(log2 L) for 'tree'.\n"
+"live_intervals: (producer, last_user, bytes) per value crossing a boundary (DAG\n"
+"accounting: a boundary is charged only for what is new since the held one).");
 
 static PyObject *py_plan_chain(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"forward_cost", "backward_cost", "input_bytes", "saved_bytes",
-                             "budget", "planner", "slots", "must_keep", "height", NULL};
-    PyObject *f, *b, *x, *g, *mk = Py_None;
+                             "budget", "planner", "slots", "must_keep", "height",
+                             "live_intervals", NULL};
+    PyObject *f, *b, *x, *g, *mk = Py_None, *live = Py_None;
     long long budget;
     const char *planner = "optimal";
     Py_ssize_t slots = 512;
     int height = -1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOL|snOi:plan_chain", kwlist, &f, &b, &x,
-                                     &g, &budget, &planner, &slots, &mk, &height))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOL|snOiO:plan_chain", kwlist, &f, &b, &x,
+                                     &g, &budget, &planner, &slots, &mk, &height, &live))
         return NULL;
     int kind = planner_from_name(planner);
     if (kind < 0) {
@@ -304,7 +382,7 @@ static PyObject *py_plan_chain(PyObject *Py_UNUSED(module), PyObject *args, PyOb
         return NULL;
     }
     chain_args ca;
-    if (parse_chain(f, b, x, g, mk, &ca) < 0)
+    if (parse_chain(f, b, x, g, mk, live, &ca) < 0)
         return NULL;
     size_t n = ca.chain.n;
     if (kind == TB_PLANNER_TREE && height < 0) {
@@ -346,7 +424,8 @@ done:
 }
 
 PyDoc_STRVAR(min_budget_doc,
-"min_budget(forward_cost, backward_cost, input_bytes, saved_bytes, must_keep=None)\n"
+"min_budget(forward_cost, backward_cost, input_bytes, saved_bytes, must_keep=None,\n"
+"           live_intervals=None)\n"
 "    -> (min_bytes, cost, nodes)\n\n"
 "Smallest budget (exact bytes) for which the model has a schedule, the cost of the\n"
 "schedule found for it, and that schedule as preorder (kind, start, end) triples.");
@@ -354,13 +433,13 @@ PyDoc_STRVAR(min_budget_doc,
 static PyObject *py_min_budget(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"forward_cost", "backward_cost", "input_bytes", "saved_bytes",
-                             "must_keep", NULL};
-    PyObject *f, *b, *x, *g, *mk = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|O:min_budget", kwlist, &f, &b, &x, &g,
-                                     &mk))
+                             "must_keep", "live_intervals", NULL};
+    PyObject *f, *b, *x, *g, *mk = Py_None, *live = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|OO:min_budget", kwlist, &f, &b, &x, &g,
+                                     &mk, &live))
         return NULL;
     chain_args ca;
-    if (parse_chain(f, b, x, g, mk, &ca) < 0)
+    if (parse_chain(f, b, x, g, mk, live, &ca) < 0)
         return NULL;
     tb_plan_tree tree = {0};
     int64_t mb = 0;
@@ -385,7 +464,8 @@ done:
 }
 
 PyDoc_STRVAR(simulate_doc,
-"simulate(forward_cost, backward_cost, input_bytes, saved_bytes, nodes, must_keep=None)\n"
+"simulate(forward_cost, backward_cost, input_bytes, saved_bytes, nodes, must_keep=None,\n"
+"         live_intervals=None)\n"
 "    -> (cost, peak_bytes)\n\n"
 "Replay a plan tree (preorder (kind, start, end) triples) forward and backward under the\n"
 "model: total cost and peak bytes held (the chain input included). ValueError for a\n"
@@ -394,13 +474,13 @@ PyDoc_STRVAR(simulate_doc,
 static PyObject *py_simulate(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"forward_cost", "backward_cost", "input_bytes", "saved_bytes",
-                             "nodes", "must_keep", NULL};
-    PyObject *f, *b, *x, *g, *nodes, *mk = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|O:simulate", kwlist, &f, &b, &x, &g,
-                                     &nodes, &mk))
+                             "nodes", "must_keep", "live_intervals", NULL};
+    PyObject *f, *b, *x, *g, *nodes, *mk = Py_None, *live = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|OO:simulate", kwlist, &f, &b, &x, &g,
+                                     &nodes, &mk, &live))
         return NULL;
     chain_args ca;
-    if (parse_chain(f, b, x, g, mk, &ca) < 0)
+    if (parse_chain(f, b, x, g, mk, live, &ca) < 0)
         return NULL;
     tb_plan_tree tree;
     PyObject *result = NULL;

@@ -95,6 +95,12 @@ def test_c_matches_reference_on_random_dags():
             stages = g.coarsen(m)
             assert stages == ref.coarsen(m), (a, m)
             assert len(stages) <= m
+            st2, iv = g.coarsen_chain(m)
+            assert st2 == stages and iv == ref.live_intervals(stages)
+            # x_i (i >= 1) = graph inputs live at stage i + the intervals crossing it
+            inputs_at = [s[4] - sum(b for j, u, b in iv if j < i <= u) for i, s in enumerate(stages)]
+            assert all(v >= 0 for v in inputs_at)
+            assert all(inputs_at[i] <= stages[0][4] for i in range(len(stages)))
             if n:
                 assert stages[0][0] == 0 and stages[-1][1] == n
                 assert all(s[1] == t[0] for s, t in zip(stages, stages[1:]))

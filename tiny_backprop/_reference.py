@@ -224,3 +224,23 @@ class RefGraph:
             never = any(self.flags[v] & FLAG_NEVER_RECOMPUTE for v in nodes)
             stages.append((start, end, forward, 2.0 * forward, x, saved, never))
         return stages
+
+    def live_intervals(self, stages: list[Stage]) -> list[tuple[int, int, int]]:
+        """(j, u, bytes) per non-input root live after its position, j = its stage,
+        u = the stage of min(last, n - 1), kept if j < u; merged by (j, u), sorted."""
+        stage_of = {}
+        for i, st in enumerate(stages):
+            for p in range(st[0], st[1]):
+                stage_of[p] = i
+        merged: dict[tuple[int, int], int] = {}
+        for r in range(self.n):
+            nbytes = self.root_bytes(r)
+            if not self.is_root(r) or nbytes == 0 or self.flags[r] & FLAG_INPUT:
+                continue
+            if self.last[r] <= self.pos[r]:
+                continue
+            j = stage_of[self.pos[r]]
+            u = stage_of[min(self.last[r], self.n - 1)]
+            if j < u:
+                merged[(j, u)] = merged.get((j, u), 0) + nbytes
+        return [(j, u, b) for (j, u), b in sorted(merged.items())]

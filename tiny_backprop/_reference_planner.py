@@ -8,12 +8,26 @@ from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 
 from .tree import Keep, Node, Region
 
 INF = math.inf
+
+Live = Sequence[tuple[int, int, int]]
+
+
+def new_bytes(x: Sequence[int], live: Live | None) -> Callable[[int, int], int]:
+    """d(s, k): bytes of boundary k new since boundary s (s < k). Plain chain (no
+    intervals): x[k]. With intervals (j, u, bytes): the sum over s <= j < k <= u."""
+    if not live:
+        return lambda s, k: x[k]
+
+    def d(s: int, k: int) -> int:
+        return sum(nb for j, u, nb in live if s <= j < k <= u)
+
+    return d
 
 
 def discretise(
@@ -36,12 +50,15 @@ def optimal(
     g: Sequence[int],
     budget: int,
     must_keep: Sequence[bool] | None = None,
+    live: Live | None = None,
 ) -> tuple[float, tuple[Node, ...] | None]:
     """The model's optimum for integer sizes and an integer budget (no discretisation).
 
-    Returns (cost, tree); (inf, None) when no schedule fits.
+    `x` may be sizes in slots with `live` None, or with `live` given `d` is built from
+    it (then only x[0] is read). Returns (cost, tree); (inf, None) when no schedule fits.
     """
     n = len(f)
+    d = new_bytes(x, live)
     mk = list(must_keep) if must_keep is not None else [False] * n
     sys.setrecursionlimit(max(10000, sys.getrecursionlimit()))
 
@@ -52,12 +69,12 @@ def optimal(
             return INF, -1
         if s == t:
             return (f[s] + b[s] if g[s] <= m else INF), -1
-        best = f[s] + b[s] + opt(s + 1, t, m - g[s] - x[s + 1])[0]
+        best = f[s] + b[s] + opt(s + 1, t, m - g[s] - d(s, s + 1))[0]
         choice = -1
         for k in range(s + 1, t + 1):
             if any(mk[s:k]):
                 break
-            v = sum(f[s:k]) + opt(k, t, m - x[k])[0] + opt(s, k - 1, m)[0]
+            v = sum(f[s:k]) + opt(k, t, m - d(s, k))[0] + opt(s, k - 1, m)[0]
             if v < best:
                 best, choice = v, k
         return best, choice
@@ -71,11 +88,11 @@ def optimal(
                 return out
             if k < 0:
                 out.append(Keep(s))
-                m -= g[s] + x[s + 1]
+                m -= g[s] + d(s, s + 1)
                 s += 1
             else:
                 out.append(Region(s, k, tuple(build(s, k - 1, m))))
-                m -= x[k]
+                m -= d(s, k)
                 s = k
 
     cost = opt(0, n - 1, budget - x[0])[0]
@@ -90,8 +107,10 @@ def simulate(
     x: Sequence[int],
     g: Sequence[int],
     tree: Sequence[Node],
+    live: Live | None = None,
 ) -> tuple[float, int]:
     """Replay a plan tree: (total cost, peak bytes held, the chain input included)."""
+    d = new_bytes(x, live)
 
     def seq(nodes: Sequence[Node], s: int, t: int, held: int) -> tuple[float, int]:
         cost, peak, cur, nxt = 0.0, held, held, s
@@ -103,7 +122,7 @@ def simulate(
                 if i == t:
                     peak = max(peak, cur + g[i])
                 else:
-                    cur += g[i] + x[i + 1]
+                    cur += g[i] + d(i, i + 1)
                     peak = max(peak, cur)
                 nxt = i + 1
             else:
@@ -112,7 +131,7 @@ def simulate(
                 cost += sum(f[node.start : node.end]) + c_in
                 peak = max(peak, p_in)
                 if node.end - 1 != t:
-                    cur += x[node.end]
+                    cur += d(node.start, node.end)
                     peak = max(peak, cur)
                 nxt = node.end
         assert nxt == t + 1
@@ -121,20 +140,26 @@ def simulate(
     return seq(tree, 0, len(f) - 1, x[0])
 
 
-def min_budget(x: Sequence[int], g: Sequence[int], must_keep: Sequence[bool] | None = None) -> int:
+def min_budget(
+    x: Sequence[int],
+    g: Sequence[int],
+    must_keep: Sequence[bool] | None = None,
+    live: Live | None = None,
+) -> int:
     """Smallest budget in bytes for which the model has a schedule."""
     n = len(x)
+    d = new_bytes(x, live)
     mk = list(must_keep) if must_keep is not None else [False] * n
 
     @cache
     def mm(s: int, t: int) -> int:
         if s == t:
             return g[s]
-        best = g[s] + x[s + 1] + mm(s + 1, t)
+        best = g[s] + d(s, s + 1) + mm(s + 1, t)
         for k in range(s + 1, t + 1):
             if any(mk[s:k]):
                 break
-            best = min(best, max(x[k] + mm(k, t), mm(s, k - 1)))
+            best = min(best, max(d(s, k) + mm(k, t), mm(s, k - 1)))
         return best
 
     return x[0] + mm(0, n - 1)

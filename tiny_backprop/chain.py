@@ -6,7 +6,7 @@ Python face. Sizes are bytes, costs FLOPs (or the capture's proxy units).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .ir import GraphIR
 
@@ -35,6 +35,11 @@ class StageChain:
     needs besides x_i and x_{i+1} (its nodes' extra saved bytes plus the saved values it
     makes that are not in the next boundary). Costs in the IR's units; backward_cost is
     2x forward. never_recompute[i]: the stage holds a node flagged NEVER_RECOMPUTE.
+    live_intervals: (j, u, bytes) for every non-input value that crosses a stage
+    boundary: produced in stage j, last used by stage u > j (u = L-1 for values that
+    live to the end), merged by (j, u). x_i = (graph-input bytes live at stage i)
+    + sum of bytes over intervals with j < i <= u. The planner charges a boundary only
+    for the part new since the held one (docs/theory.md §2); empty = plain chain.
     """
 
     bounds: list[tuple[int, int]]
@@ -44,6 +49,7 @@ class StageChain:
     saved_bytes: list[int]
     topo_order: list[int]
     never_recompute: list[bool]  # True if a node of the stage must never be recomputed
+    live_intervals: list[tuple[int, int, int]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.bounds)
@@ -93,7 +99,7 @@ def stage_chain(ir: GraphIR, max_stages: int | None = None) -> StageChain:
     elif max_stages < 1:
         raise ValueError(f"max_stages must be >= 1, got {max_stages}")
     g = _build(ir)
-    stages = g.coarsen(max_stages)
+    stages, intervals = g.coarsen_chain(max_stages)
     return StageChain(
         bounds=[(s[0], s[1]) for s in stages],
         forward_cost=[s[2] for s in stages],
@@ -102,4 +108,5 @@ def stage_chain(ir: GraphIR, max_stages: int | None = None) -> StageChain:
         saved_bytes=[s[5] for s in stages],
         topo_order=g.topo_order(),
         never_recompute=[s[6] for s in stages],
+        live_intervals=[(int(j), int(u), int(b)) for j, u, b in intervals],
     )

@@ -239,6 +239,7 @@ def plan_chain(
     slots: int = 512,
     must_keep: Sequence[bool] | None = None,
     height: int | None = None,
+    live_intervals: Sequence[tuple[int, int, int]] | None = None,
 ) -> Plan:
     """Plan a chain of stages under a memory budget.
 
@@ -251,6 +252,11 @@ def plan_chain(
         slots: memory units of the optimal DP (>= 1); more = finer, slower.
         must_keep: per stage, True = never inside a recompute region.
         height: tree height for planner="tree" (default ceil(log2 L)).
+        live_intervals: DAG accounting (docs/theory.md §2): (j, u, bytes) for every
+            value produced in stage j and last used by stage u > j (u <= L-1) that is
+            not a chain input. A boundary then costs only the bytes new since the held
+            one, d(s, k), instead of all of x_k; input_bytes[1:] are not used. None (or
+            empty) = plain chain, d(s, k) = x_k.
 
     Raises:
         TypeError / ValueError: bad arguments (the message names the argument).
@@ -279,15 +285,21 @@ def plan_chain(
         for i, v in enumerate(vals):
             if v < 0:
                 raise ValueError(f"{name}[{i}] must be >= 0 bytes, got {v}")
-    budget_bytes = parse_budget(budget, store_all_bytes(x, g))
+    live = _check_live(live_intervals, n)
+    if live is None:
+        store_all = store_all_bytes(x, g)
+    else:
+        store_all = _C.simulate(f, b, x, g, [(0, i, i + 1) for i in range(n)],
+                                live_intervals=live)[1]
+    budget_bytes = parse_budget(budget, store_all)
 
     t0 = time.perf_counter()
     res = _C.plan_chain(
         f, b, x, g, budget_bytes, planner=planner, slots=int(slots), must_keep=mk,
-        height=-1 if height is None else int(height),
+        height=-1 if height is None else int(height), live_intervals=live,
     )
     if planner == "optimal" and res is None:
-        min_bytes, _, min_nodes = _C.min_budget(f, b, x, g, must_keep=mk)
+        min_bytes, _, min_nodes = _C.min_budget(f, b, x, g, must_keep=mk, live_intervals=live)
         if budget_bytes < min_bytes:
             raise BudgetError(
                 f"no schedule fits in {budget_bytes} bytes ({format_bytes(budget_bytes)}); "
@@ -296,7 +308,7 @@ def plan_chain(
                 budget_bytes=budget_bytes,
             )
         # Feasible in exact bytes but not after rounding sizes up to slots.
-        cost, peak = _C.simulate(f, b, x, g, min_nodes, must_keep=mk)
+        cost, peak = _C.simulate(f, b, x, g, min_nodes, must_keep=mk, live_intervals=live)
         res = (min_nodes, cost, cost, peak)
     nodes, planned, total, peak = res
     elapsed = time.perf_counter() - t0
@@ -325,6 +337,32 @@ def plan_chain(
     )
 
 
+def _check_live(
+    live_intervals: Sequence[tuple[int, int, int]] | None, n: int
+) -> list[tuple[int, int, int]] | None:
+    """Validated copy of live_intervals (None when absent or empty)."""
+    if live_intervals is None:
+        return None
+    if isinstance(live_intervals, (str, bytes)) or not hasattr(live_intervals, "__iter__"):
+        raise TypeError(
+            f"live_intervals must be a sequence of (j, u, bytes), not {type(live_intervals).__name__}"
+        )
+    out: list[tuple[int, int, int]] = []
+    for i, item in enumerate(live_intervals):
+        if not isinstance(item, tuple) or len(item) != 3:
+            raise TypeError(f"live_intervals[{i}] must be a (j, u, bytes) tuple, got {item!r}")
+        for v in item:
+            if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+                raise TypeError(f"live_intervals[{i}] must hold ints, got {item!r}")
+        j, u, nbytes = (int(v) for v in item)
+        if not 0 <= j < u < n:
+            raise ValueError(f"live_intervals[{i}]: need 0 <= j < u < {n} (stages), got {item!r}")
+        if nbytes < 0:
+            raise ValueError(f"live_intervals[{i}]: bytes must be >= 0, got {nbytes}")
+        out.append((j, u, nbytes))
+    return out or None
+
+
 def _all_real(values: Sequence[Any], name: str) -> bool:
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
@@ -342,6 +380,7 @@ def simulate_tree(
     saved_bytes: Sequence[int],
     tree: Sequence[Node],
     must_keep: Sequence[bool] | None = None,
+    live_intervals: Sequence[tuple[int, int, int]] | None = None,
 ) -> tuple[float, int]:
     """Replay any plan tree with the C simulator: (total cost, peak bytes)."""
     from . import _C
@@ -350,6 +389,7 @@ def simulate_tree(
         [float(v) for v in forward_cost], [float(v) for v in backward_cost],
         [int(v) for v in input_bytes], [int(v) for v in saved_bytes], encode_tree(tree),
         must_keep=None if must_keep is None else [bool(v) for v in must_keep],
+        live_intervals=_check_live(live_intervals, len(forward_cost)),
     )
 
 
@@ -370,6 +410,6 @@ def plan(
     mk = sc.never_recompute
     p = plan_chain(
         sc.forward_cost, sc.backward_cost, sc.input_bytes, sc.saved_bytes, budget,
-        planner=planner, slots=slots, must_keep=mk,
+        planner=planner, slots=slots, must_keep=mk, live_intervals=sc.live_intervals,
     )
     return replace(p, chain=sc)

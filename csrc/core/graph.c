@@ -3,6 +3,7 @@
 #include "graph.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define NEW_ARRAY(ptr, count) \
@@ -502,4 +503,89 @@ void tb_graph_free_stages(const tb_graph *g, tb_stage *stages)
 {
     if (g != NULL)
         tb_free(&g->alloc, stages);
+}
+
+/* ---- live intervals ------------------------------------------------------------ */
+
+typedef struct live_iv {
+    int64_t j, u, bytes;
+} live_iv;
+
+static int live_iv_cmp(const void *pa, const void *pb)
+{
+    const live_iv *a = pa, *b = pb;
+    if (a->j != b->j)
+        return a->j < b->j ? -1 : 1;
+    if (a->u != b->u)
+        return a->u < b->u ? -1 : 1;
+    return 0;
+}
+
+tb_status tb_graph_live_intervals(const tb_graph *g, const tb_stage *stages, int64_t L,
+                                  int64_t **out, int64_t *count)
+{
+    if (g == NULL || out == NULL || count == NULL)
+        return TB_ERR_INVALID;
+    *out = NULL;
+    *count = 0;
+    int64_t n = g->n;
+    if (n == 0 && L == 0)
+        return TB_OK;
+    if (stages == NULL || L < 1 || L > n || stages[0].start != 0 || stages[L - 1].end != n)
+        return TB_ERR_INVALID;
+    for (int64_t i = 0; i < L; i++)
+        if (stages[i].end <= stages[i].start || (i > 0 && stages[i].start != stages[i - 1].end))
+            return TB_ERR_INVALID;
+
+    tb_status st = TB_ERR_NOMEM;
+    int64_t *stage_of = NULL, *res = NULL;
+    live_iv *iv = NULL;
+    if (!NEW_ARRAY(stage_of, n) || !NEW_ARRAY(iv, n))
+        goto cleanup;
+    for (int64_t i = 0; i < L; i++)
+        for (int64_t p = stages[i].start; p < stages[i].end; p++)
+            stage_of[p] = i;
+    int64_t m = 0;
+    for (int64_t r = 0; r < n; r++) {
+        int64_t b = tb_graph_root_bytes(g, r);
+        if (g->owner[r] != r || b == 0 || (g->flags[r] & TB_FLAG_INPUT) ||
+            g->last[r] <= g->pos[r])
+            continue;
+        int64_t j = stage_of[g->pos[r]];
+        int64_t u = stage_of[g->last[r] < n ? g->last[r] : n - 1];
+        if (j < u)
+            iv[m++] = (live_iv){j, u, b};
+    }
+    if (m > 0) {
+        qsort(iv, (size_t)m, sizeof(live_iv), live_iv_cmp);
+        int64_t k = 0;
+        for (int64_t i = 0; i < m; i++) {
+            if (k > 0 && iv[k - 1].j == iv[i].j && iv[k - 1].u == iv[i].u)
+                iv[k - 1].bytes += iv[i].bytes; /* totals fit: checked at create */
+            else
+                iv[k++] = iv[i];
+        }
+        if (!NEW_ARRAY(res, 3 * k))
+            goto cleanup;
+        for (int64_t i = 0; i < k; i++) {
+            res[3 * i] = iv[i].j;
+            res[3 * i + 1] = iv[i].u;
+            res[3 * i + 2] = iv[i].bytes;
+        }
+        *out = res;
+        *count = k;
+        res = NULL;
+    }
+    st = TB_OK;
+cleanup:
+    tb_free(&g->alloc, stage_of);
+    tb_free(&g->alloc, iv);
+    tb_free(&g->alloc, res);
+    return st;
+}
+
+void tb_graph_free_intervals(const tb_graph *g, int64_t *intervals)
+{
+    if (g != NULL)
+        tb_free(&g->alloc, intervals);
 }

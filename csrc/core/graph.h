@@ -123,4 +123,19 @@ tb_status tb_graph_coarsen(const tb_graph *g, int64_t max_stages, tb_stage **sta
 
 void tb_graph_free_stages(const tb_graph *g, tb_stage *stages);
 
+/* Live intervals of a coarsening (the planner's DAG accounting, see planner.h): for
+ * every storage root r with bytes(r) > 0, not a graph input (roots flagged INPUT are
+ * part of x_0 and held throughout), live after its position (last[r] > pos[r]): with
+ * j = the stage holding pos[r] and u = the stage holding min(last[r], n - 1), an
+ * interval (j, u, bytes(r)) if j < u. Intervals with the same (j, u) are merged; the
+ * output is sorted by j, then u. So x_i = (graph-input bytes live at stage i's start)
+ * + sum of bytes over intervals with j < i <= u. *out (3 * *count int64: j, u, bytes;
+ * NULL when *count == 0) is allocated with the graph's allocator: free with
+ * tb_graph_free_intervals. `stages` must be a coarsening of g (L >= 1 stages covering
+ * 0..n-1 in order); TB_ERR_INVALID otherwise. */
+tb_status tb_graph_live_intervals(const tb_graph *g, const tb_stage *stages, int64_t L,
+                                  int64_t **out, int64_t *count);
+
+void tb_graph_free_intervals(const tb_graph *g, int64_t *intervals);
+
 #endif /* TB_GRAPH_H */

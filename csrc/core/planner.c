@@ -90,7 +90,36 @@ tb_status tb_chain_check(const tb_chain *c)
         if (total > TB_MAX_BYTES)
             return TB_ERR_OVERFLOW;
     }
+    if (c->n_live > 0 && c->live == NULL)
+        return TB_ERR_INVALID;
+    if (c->n_live > TB_MAX_LIVE)
+        return TB_ERR_OVERFLOW;
+    for (size_t i = 0; i < c->n_live; i++) {
+        int64_t j = c->live[3 * i], u = c->live[3 * i + 1], by = c->live[3 * i + 2];
+        if (j < 0 || u <= j || u >= (int64_t)c->n)
+            return TB_ERR_RANGE;
+        if (by < 0)
+            return TB_ERR_INVALID;
+        if (by > TB_MAX_BYTES)
+            return TB_ERR_OVERFLOW;
+        total += by;
+        if (total > TB_MAX_BYTES)
+            return TB_ERR_OVERFLOW;
+    }
     return TB_OK;
+}
+
+int64_t tb_chain_new_bytes(const tb_chain *c, size_t s, size_t k)
+{
+    if (c->n_live == 0)
+        return c->x[k];
+    int64_t sum = 0, S = (int64_t)s, K = (int64_t)k;
+    for (size_t i = 0; i < c->n_live; i++) {
+        int64_t j = c->live[3 * i], u = c->live[3 * i + 1];
+        if (S <= j && j < K && K <= u)
+            sum += c->live[3 * i + 2];
+    }
+    return sum;
 }
 
 static int is_must_keep(const tb_chain *c, size_t i)
@@ -144,7 +173,7 @@ tb_status tb_simulate(const tb_allocator *a, const tb_chain *c, const tb_plan_tr
                 if (fr->cur + c->g[s] > pk)
                     pk = fr->cur + c->g[s];
             } else {
-                fr->cur += c->g[s] + c->x[s + 1];
+                fr->cur += c->g[s] + tb_chain_new_bytes(c, s, s + 1);
                 if (fr->cur > pk)
                     pk = fr->cur;
             }
@@ -159,7 +188,7 @@ tb_status tb_simulate(const tb_allocator *a, const tb_chain *c, const tb_plan_tr
             }
             int64_t held = fr->cur;
             if (e - 1 != fr->t) {
-                fr->cur += c->x[e];
+                fr->cur += tb_chain_new_bytes(c, s, e);
                 if (fr->cur > pk)
                     pk = fr->cur;
             }
@@ -200,6 +229,32 @@ static size_t *next_must_keep(const tb_allocator *a, const tb_chain *c)
     return nk;
 }
 
+/* d(s, k) of every 0 <= s < k <= n-1 at index tri(s, k) (entries s == k are 0), in
+ * bytes. Intervals: add each at (j, u), suffix-sum over k (bytes made in j and live at
+ * k), then sum over j in [s, k). O(n^2 + n_live). NULL when out of memory. */
+static int64_t *new_bytes_table(const tb_allocator *a, const tb_chain *c)
+{
+    size_t n = c->n, rows = n * (n + 1) / 2;
+    int64_t *d = tb_calloc(a, rows, sizeof(int64_t));
+    if (d == NULL)
+        return NULL;
+    if (c->n_live == 0) {
+        for (size_t k = 1; k < n; k++)
+            for (size_t s = 0; s < k; s++)
+                d[tri(s, k)] = c->x[k];
+        return d;
+    }
+    for (size_t i = 0; i < c->n_live; i++)
+        d[tri((size_t)c->live[3 * i], (size_t)c->live[3 * i + 1])] += c->live[3 * i + 2];
+    for (size_t j = 0; j + 1 < n; j++)
+        for (size_t k = n - 1; k-- > j + 1;)
+            d[tri(j, k)] += d[tri(j, k + 1)];
+    for (size_t k = 1; k < n; k++)
+        for (size_t s = k - 1; s-- > 0;)
+            d[tri(s, k)] += d[tri(s + 1, k)];
+    return d;
+}
+
 /* ---------------------------------------------------------------- min budget */
 
 tb_status tb_min_budget(const tb_allocator *a, const tb_chain *c, int64_t *min_bytes,
@@ -214,7 +269,8 @@ tb_status tb_min_budget(const tb_allocator *a, const tb_chain *c, int64_t *min_b
     int32_t *ch = tb_malloc(a, rows * sizeof(int32_t));
     size_t *nk = next_must_keep(a, c);
     size_t *stk = tb_malloc(a, (2 * n + 2) * sizeof(size_t));
-    if (mm == NULL || mc == NULL || ch == NULL || nk == NULL || stk == NULL) {
+    int64_t *dd = new_bytes_table(a, c);
+    if (mm == NULL || mc == NULL || ch == NULL || nk == NULL || stk == NULL || dd == NULL) {
         st = TB_ERR_NOMEM;
         goto done;
     }
@@ -228,13 +284,13 @@ tb_status tb_min_budget(const tb_allocator *a, const tb_chain *c, int64_t *min_b
                 continue;
             }
             /* keep s */
-            int64_t bm = c->g[s] + c->x[s + 1] + mm[tri(s + 1, t)];
+            int64_t bm = c->g[s] + dd[tri(s, s + 1)] + mm[tri(s + 1, t)];
             double bc = c->f[s] + c->b[s] + mc[tri(s + 1, t)];
             int32_t bk = -1;
             double F = 0.0;
             for (size_t k = s + 1; k <= t && k - 1 < nk[s]; k++) {
                 F += c->f[k - 1];
-                int64_t m1 = c->x[k] + mm[tri(k, t)], m2 = mm[tri(s, k - 1)];
+                int64_t m1 = dd[tri(s, k)] + mm[tri(k, t)], m2 = mm[tri(s, k - 1)];
                 int64_t vm = m1 > m2 ? m1 : m2;
                 double vc = F + mc[tri(k, t)] + mc[tri(s, k - 1)];
                 if (vm < bm || (vm == bm && vc < bc)) {
@@ -284,6 +340,7 @@ done:
     tb_free(a, ch);
     tb_free(a, nk);
     tb_free(a, stk);
+    tb_free(a, dd);
     return st;
 }
 
@@ -296,6 +353,89 @@ static int64_t to_slots(int64_t bytes, int64_t unit, int64_t cap)
 {
     int64_t v = ceil_div(bytes, unit);
     return v > cap ? cap : v;
+}
+
+/* Rows of the DP. Row r = tri(s, t) stores opt(s, t, m) only for m in [lo[r], top[r]]:
+ * below lo[r] (the least feasible memory) it is infinite, and above hi[r] (a memory
+ * from which every choice is feasible and constant) it equals its value at hi[r];
+ * top[r] = min(hi[r], W - 1). Entries live at T[off[r] + m - lo[r]]. */
+typedef struct dp_rows {
+    double *T;
+    size_t *lo, *top, *off;
+} dp_rows;
+
+static double dp_get(const dp_rows *R, size_t r, size_t m)
+{
+    if (m < R->lo[r])
+        return TB_INF;
+    if (m > R->top[r])
+        m = R->top[r];
+    return R->T[R->off[r] + (m - R->lo[r])];
+}
+
+/* row[m - rlo] = min(row[m - rlo], F + A(m - shift) + B(m)) for m in [m0, m1], where
+ * A = row ra and B = row rb (rb == SIZE_MAX: B = 0), both feasible there. Split into
+ * pieces where each operand is either a contiguous stream or constant. */
+static void dp_relax(const dp_rows *R, double *row, size_t rlo, size_t m0, size_t m1, double F,
+                     size_t ra, size_t shift, size_t rb)
+{
+    const double *A = R->T + R->off[ra];
+    size_t aLo = R->lo[ra], aEnd = R->top[ra] + shift; /* A direct for m <= aEnd */
+    const double *B = rb == SIZE_MAX ? NULL : R->T + R->off[rb];
+    size_t bLo = B ? R->lo[rb] : 0, bEnd = B ? R->top[rb] : SIZE_MAX;
+    size_t m = m0;
+    while (m <= m1) {
+        size_t e = m1;
+        int ca = m > aEnd, cb = m > bEnd;
+        if (!ca && aEnd < e)
+            e = aEnd;
+        if (!cb && bEnd < e)
+            e = bEnd;
+        double *out = row + (m - rlo);
+        size_t len = e - m + 1;
+        if (!ca && !cb) {
+            const double *pa = A + (m - shift - aLo), *pb = B ? B + (m - bLo) : NULL;
+            if (pb != NULL) {
+                for (size_t i = 0; i < len; i++) {
+                    double v = F + pa[i] + pb[i];
+                    out[i] = v < out[i] ? v : out[i];
+                }
+            } else {
+                for (size_t i = 0; i < len; i++) {
+                    double v = F + pa[i];
+                    out[i] = v < out[i] ? v : out[i];
+                }
+            }
+        } else if (ca && !cb) {
+            double av = F + A[aEnd - shift - aLo];
+            const double *pb = B ? B + (m - bLo) : NULL;
+            for (size_t i = 0; i < len; i++) {
+                double v = pb ? av + pb[i] : av;
+                out[i] = v < out[i] ? v : out[i];
+            }
+        } else {
+            double bv = B ? B[bEnd - bLo] : 0.0;
+            if (!ca) {
+                const double *pa = A + (m - shift - aLo);
+                for (size_t i = 0; i < len; i++) {
+                    double v = B ? F + pa[i] + bv : F + pa[i];
+                    out[i] = v < out[i] ? v : out[i];
+                }
+            } else {
+                double v = F + A[aEnd - shift - aLo];
+                if (B)
+                    v = v + bv;
+                for (size_t i = 0; i < len; i++)
+                    out[i] = v < out[i] ? v : out[i];
+            }
+        }
+        m = e + 1;
+    }
+}
+
+static size_t sat_add(size_t a, size_t b, size_t cap)
+{
+    return a >= cap || b >= cap || a + b >= cap ? cap : a + b;
 }
 
 tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budget,
@@ -317,71 +457,112 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
         return TB_ERR_INFEASIBLE;
     size_t W = (size_t)(S - X0) + 1;
     size_t rows = n * (n + 1) / 2;
-    if (rows > SIZE_MAX / W / sizeof(double))
-        return TB_ERR_OVERFLOW;
 
-    double *T = tb_malloc(a, rows * W * sizeof(double));
-    size_t *lo = tb_malloc(a, rows * sizeof(size_t));
-    size_t *X = tb_malloc(a, (n + 1) * sizeof(size_t));
-    size_t *G = tb_malloc(a, n * sizeof(size_t));
-    size_t *nk = next_must_keep(a, c);
-    size_t *stk = tb_malloc(a, (3 * n + 3) * sizeof(size_t));
-    if (T == NULL || lo == NULL || X == NULL || G == NULL || nk == NULL || stk == NULL) {
+    dp_rows R = {NULL, NULL, NULL, NULL};
+    size_t *hi = NULL, *G = NULL, *nk = NULL, *stk = NULL;
+    int64_t *D = new_bytes_table(a, c); /* bytes, then slots (clamped to W) */
+    R.lo = tb_malloc(a, rows * sizeof(size_t));
+    R.top = tb_malloc(a, rows * sizeof(size_t));
+    R.off = tb_malloc(a, rows * sizeof(size_t));
+    hi = tb_malloc(a, rows * sizeof(size_t));
+    G = tb_malloc(a, n * sizeof(size_t));
+    nk = next_must_keep(a, c);
+    stk = tb_malloc(a, (3 * n + 3) * sizeof(size_t));
+    if (D == NULL || R.lo == NULL || R.top == NULL || R.off == NULL || hi == NULL || G == NULL ||
+        nk == NULL || stk == NULL) {
         st = TB_ERR_NOMEM;
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
-        X[i] = (size_t)to_slots(c->x[i], unit, cap);
-        G[i] = (size_t)to_slots(c->g[i], unit, cap);
+        int64_t v = to_slots(c->g[i], unit, cap);
+        G[i] = (size_t)v > W ? W : (size_t)v;
     }
-    X[n] = 0;
+    for (size_t k = 1; k < n; k++)
+        for (size_t s = 0; s < k; s++) {
+            int64_t v = to_slots(D[tri(s, k)], unit, cap);
+            D[tri(s, k)] = (size_t)v > W ? (int64_t)W : v;
+        }
 
+    /* Pass 1: lo (least feasible m, W = none) and hi (constant from there) per row. */
+    size_t total = 0;
+    for (size_t t = 0; t < n; t++) {
+        for (size_t s = t + 1; s-- > 0;) {
+            size_t r = tri(s, t), l, h;
+            if (s == t) {
+                l = h = G[s];
+            } else {
+                size_t d = G[s] + (size_t)D[tri(s, s + 1)], rk = tri(s + 1, t);
+                l = sat_add(d, R.lo[rk], W);
+                h = sat_add(d, hi[rk], W);
+                for (size_t k = s + 1; k <= t && k - 1 < nk[s]; k++) {
+                    size_t ra = tri(k, t), rb = tri(s, k - 1), dk = (size_t)D[tri(s, k)];
+                    size_t la = sat_add(dk, R.lo[ra], W), ha = sat_add(dk, hi[ra], W);
+                    size_t lk = la > R.lo[rb] ? la : R.lo[rb];
+                    size_t hk = ha > hi[rb] ? ha : hi[rb];
+                    if (lk < l)
+                        l = lk;
+                    if (hk > h)
+                        h = hk;
+                }
+            }
+            R.lo[r] = l;
+            hi[r] = h;
+            R.top[r] = h < W - 1 ? h : W - 1;
+            R.off[r] = total;
+            if (l < W) {
+                size_t w = R.top[r] - l + 1;
+                if (total > SIZE_MAX / sizeof(double) - w) {
+                    st = TB_ERR_OVERFLOW;
+                    goto done;
+                }
+                total += w;
+            }
+        }
+    }
+    R.T = tb_malloc(a, (total ? total : 1) * sizeof(double));
+    if (R.T == NULL) {
+        st = TB_ERR_NOMEM;
+        goto done;
+    }
+
+    /* Pass 2: the costs on the stored ranges. */
     for (size_t t = 0; t < n; t++) {
         for (size_t s = t + 1; s-- > 0;) {
             size_t r = tri(s, t);
-            double *row = T + r * W;
+            if (R.lo[r] >= W)
+                continue;
+            double *row = R.T + R.off[r];
+            size_t rlo = R.lo[r], rtop = R.top[r];
             double fb = c->f[s] + c->b[s];
             if (s == t) {
-                for (size_t m = 0; m < W; m++)
-                    row[m] = m >= G[s] ? fb : TB_INF;
-                lo[r] = G[s] < W ? G[s] : W;
+                for (size_t m = rlo; m <= rtop; m++)
+                    row[m - rlo] = fb;
                 continue;
             }
-            for (size_t m = 0; m < W; m++)
-                row[m] = TB_INF;
+            for (size_t m = rlo; m <= rtop; m++)
+                row[m - rlo] = TB_INF;
             /* keep s */
-            size_t d = G[s] + X[s + 1];
-            size_t rk = tri(s + 1, t);
-            if (d + lo[rk] < W) {
-                const double *src = T + rk * W - d;
-                for (size_t m = d + lo[rk]; m < W; m++)
-                    row[m] = fb + src[m];
-            }
+            size_t d = G[s] + (size_t)D[tri(s, s + 1)], rk = tri(s + 1, t);
+            if (R.lo[rk] < W && d + R.lo[rk] <= rtop)
+                dp_relax(&R, row, rlo, d + R.lo[rk], rtop, fb, rk, d, SIZE_MAX);
             /* region [s, k): no must_keep stage inside */
             double F = 0.0;
             for (size_t k = s + 1; k <= t && k - 1 < nk[s]; k++) {
                 F += c->f[k - 1];
-                size_t ra = tri(k, t), rb = tri(s, k - 1);
-                size_t m0 = X[k] + lo[ra];
-                if (lo[rb] > m0)
-                    m0 = lo[rb];
-                if (m0 >= W)
+                size_t ra = tri(k, t), rb = tri(s, k - 1), dk = (size_t)D[tri(s, k)];
+                if (R.lo[ra] >= W || R.lo[rb] >= W)
                     continue;
-                const double *A = T + ra * W - X[k];
-                const double *B = T + rb * W;
-                for (size_t m = m0; m < W; m++) {
-                    double v = F + A[m] + B[m];
-                    row[m] = v < row[m] ? v : row[m];
-                }
+                size_t m0 = dk + R.lo[ra];
+                if (R.lo[rb] > m0)
+                    m0 = R.lo[rb];
+                if (m0 > rtop)
+                    continue;
+                dp_relax(&R, row, rlo, m0, rtop, F, ra, dk, rb);
             }
-            size_t l = 0;
-            while (l < W && row[l] == TB_INF)
-                l++;
-            lo[r] = l;
         }
     }
 
-    double best = T[tri(0, n - 1) * W + (W - 1)];
+    double best = dp_get(&R, tri(0, n - 1), W - 1);
     if (best == TB_INF) {
         st = TB_ERR_INFEASIBLE;
         goto done;
@@ -405,15 +586,16 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
                 }
                 double bv = TB_INF;
                 size_t bk = 0;
-                size_t d = G[s] + X[s + 1];
+                size_t d = G[s] + (size_t)D[tri(s, s + 1)];
                 if (m >= d)
-                    bv = c->f[s] + c->b[s] + T[tri(s + 1, t) * W + (m - d)];
+                    bv = c->f[s] + c->b[s] + dp_get(&R, tri(s + 1, t), m - d);
                 double F = 0.0;
                 for (size_t k = s + 1; k <= t && k - 1 < nk[s]; k++) {
                     F += c->f[k - 1];
-                    if (m < X[k])
+                    size_t dk = (size_t)D[tri(s, k)];
+                    if (m < dk)
                         continue;
-                    double v = F + T[tri(k, t) * W + (m - X[k])] + T[tri(s, k - 1) * W + m];
+                    double v = F + dp_get(&R, tri(k, t), m - dk) + dp_get(&R, tri(s, k - 1), m);
                     if (v < bv) {
                         bv = v;
                         bk = k;
@@ -436,16 +618,19 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
                     goto done;
                 stk[sp++] = bk;
                 stk[sp++] = t;
-                stk[sp++] = m - X[bk];
+                stk[sp++] = m - (size_t)D[tri(s, bk)];
                 t = bk - 1;
             }
         }
     }
     st = TB_OK;
 done:
-    tb_free(a, T);
-    tb_free(a, lo);
-    tb_free(a, X);
+    tb_free(a, R.T);
+    tb_free(a, R.lo);
+    tb_free(a, R.top);
+    tb_free(a, R.off);
+    tb_free(a, hi);
+    tb_free(a, D);
     tb_free(a, G);
     tb_free(a, nk);
     tb_free(a, stk);

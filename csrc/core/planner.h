@@ -1,14 +1,18 @@
 /* tiny-backprop C core: checkpoint planners and the plan simulator.
  * Pure C11; never includes Python.h.
  *
- * Model (see DESIGN.md). Stages 0..L-1; stage i has forward cost f[i], backward cost
- * b[i], input bytes x[i] (its boundary input) and saved bytes g[i]. Everything held
- * counts against the budget: stored boundaries (x[0] included) and saved tensors.
+ * Model (see DESIGN.md, docs/theory.md). Stages 0..L-1; stage i has forward cost f[i],
+ * backward cost b[i], input bytes x[i] (its boundary input) and saved bytes g[i].
+ * Everything held counts against the budget: stored boundaries (x[0] included) and
+ * saved tensors. d(s,k) (s < k) = bytes of the boundary x[k] that are new since x[s]:
+ * the values produced in stages s..k-1 that are live at boundary k. Without live
+ * intervals (a plain chain, x[k] made by stage k-1) d(s,k) = x[k]; with them
+ * d(s,k) = sum of bytes over intervals (j, u, bytes) with s <= j < k <= u.
  * opt(s,t,m) = least cost to finish forward+backward of s..t when x[s] is held and
  * m more bytes are free:
  *   s == t:        f[s] + b[s]                       if g[s] <= m
- *   keep s:        f[s] + b[s] + opt(s+1, t, m - g[s] - x[s+1])
- *   region [s,k):  f[s]+..+f[k-1] + opt(k, t, m - x[k]) + opt(s, k-1, m)   (s < k <= t)
+ *   keep s:        f[s] + b[s] + opt(s+1, t, m - g[s] - d(s,s+1))
+ *   region [s,k):  f[s]+..+f[k-1] + opt(k, t, m - d(s,k)) + opt(s, k-1, m)   (s < k <= t)
  * Plan cost = opt(0, L-1, M - x[0]).
  *
  * Plan trees are encoded flat, in preorder: node j has kind[j] (TB_NODE_KEEP or
@@ -34,7 +38,11 @@ typedef enum tb_planner_kind {
     TB_PLANNER_TREE = 4
 } tb_planner_kind;
 
-/* A chain of stages. Arrays of length n (borrowed). must_keep may be NULL. */
+/* A chain of stages. Arrays of length n (borrowed). must_keep may be NULL.
+ * live (borrowed, may be NULL when n_live == 0) holds n_live triples (j, u, bytes):
+ * a value produced in stage j, last used by stage u (0 <= j < u <= n-1; u = n-1 also
+ * for values that live to the end), of `bytes` >= 0. With n_live > 0 the boundaries
+ * x[1..n-1] are not read (d comes from the intervals); x[0] always is. */
 typedef struct tb_chain {
     size_t n;
     const double *f;          /* forward cost, >= 0, finite */
@@ -42,6 +50,8 @@ typedef struct tb_chain {
     const int64_t *x;         /* input bytes, >= 0 */
     const int64_t *g;         /* saved bytes, >= 0 */
     const uint8_t *must_keep; /* nonzero: stage may not be inside any region */
+    size_t n_live;            /* number of live intervals (0: plain chain) */
+    const int64_t *live;      /* 3 * n_live entries: j, u, bytes */
 } tb_chain;
 
 /* A flat preorder plan tree (owned: free with tb_plan_tree_free). */
@@ -57,11 +67,18 @@ void tb_plan_tree_free(const tb_allocator *a, tb_plan_tree *tree);
 
 /* Largest number of stages accepted by the planners (sizes are int32 indices). */
 #define TB_MAX_STAGES 100000
+/* Largest number of live intervals accepted. */
+#define TB_MAX_LIVE 100000000
+/* d(s, k) of the model (0 <= s < k <= n-1), in bytes. O(n_live) with intervals. */
+int64_t tb_chain_new_bytes(const tb_chain *c, size_t s, size_t k);
+
 /* Largest byte count accepted (sums of all sizes must stay exact in int64/double). */
 #define TB_MAX_BYTES ((int64_t)1 << 52)
 
 /* Validates a chain: n >= 1, costs finite >= 0, sizes in [0, TB_MAX_BYTES], and the
- * sum of all sizes <= TB_MAX_BYTES. TB_OK or TB_ERR_INVALID / TB_ERR_OVERFLOW. */
+ * sum of all sizes (interval bytes included) <= TB_MAX_BYTES; intervals with
+ * 0 <= j < u <= n-1 (TB_ERR_RANGE otherwise), at most TB_MAX_LIVE of them.
+ * TB_OK or TB_ERR_INVALID / TB_ERR_RANGE / TB_ERR_OVERFLOW. */
 tb_status tb_chain_check(const tb_chain *c);
 
 /* Replays a plan tree forward and backward under the model.

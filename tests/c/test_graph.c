@@ -296,6 +296,13 @@ static tb_status full_run(const tb_allocator *a)
     tb_stage *stages = NULL;
     int64_t L = 0;
     st = tb_graph_coarsen(g, 3, &stages, &L);
+    int64_t *iv = NULL, n_iv = -1;
+    if (st == TB_OK) {
+        st = tb_graph_live_intervals(g, stages, L, &iv, &n_iv);
+        if (st == TB_OK && n_iv < 1)
+            st = TB_ERR_STATE; /* the graph has boundary-crossing values */
+    }
+    tb_graph_free_intervals(g, iv);
     tb_graph_free_stages(g, stages);
     tb_graph_destroy(g);
     return st;

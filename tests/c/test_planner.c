@@ -15,7 +15,7 @@ static const int64_t X4[] = {10, 10, 10, 10}, G4[] = {10, 10, 10, 10};
 
 static tb_chain chain4(const uint8_t *mk)
 {
-    return (tb_chain){4, F4, B4, X4, G4, mk};
+    return (tb_chain){4, F4, B4, X4, G4, mk, 0, NULL};
 }
 
 static void test_known_answers(void)
@@ -107,12 +107,12 @@ static void test_invalid(void)
     tb_plan_tree self = {2, 2, k2, s2, e2}; /* region nested in itself, never closed */
     CHECK(tb_simulate(NULL, &c, &self, &cost, &peak) == TB_ERR_INVALID);
     double nan_f[4] = {1, 1, NAN, 1};
-    tb_chain cn = {4, nan_f, B4, X4, G4, NULL};
+    tb_chain cn = {4, nan_f, B4, X4, G4, NULL, 0, NULL};
     CHECK(tb_chain_check(&cn) == TB_ERR_INVALID);
     int64_t neg[4] = {1, -1, 1, 1};
-    tb_chain cneg = {4, F4, B4, neg, G4, NULL};
+    tb_chain cneg = {4, F4, B4, neg, G4, NULL, 0, NULL};
     CHECK(tb_chain_check(&cneg) == TB_ERR_INVALID);
-    tb_chain empty = {0, F4, B4, X4, G4, NULL};
+    tb_chain empty = {0, F4, B4, X4, G4, NULL, 0, NULL};
     CHECK(tb_chain_check(&empty) == TB_ERR_INVALID);
     tb_plan_tree tree = {0};
     CHECK(tb_plan_optimal(NULL, &c, 100, 0, &cost, &tree) == TB_ERR_INVALID);
@@ -124,8 +124,11 @@ static void test_alloc_failures(void)
 {
     double f[7] = {1, 2, 3, 1, 2, 3, 1}, b[7] = {2, 4, 6, 2, 4, 6, 2};
     int64_t x[7] = {5, 9, 3, 8, 2, 7, 4}, g[7] = {6, 2, 9, 4, 7, 3, 5};
-    tb_chain c = {7, f, b, x, g, NULL};
-    for (int which = 0; which < 6; which++) {
+    int64_t live[9] = {0, 3, 4, 1, 2, 6, 2, 6, 1};
+    tb_chain plain = {7, f, b, x, g, NULL, 0, NULL};
+    tb_chain dag = {7, f, b, x, g, NULL, 3, live};
+    for (int which = 0; which < 12; which++) {
+        tb_chain c = which < 6 ? plain : dag;
         int ok = 0;
         for (size_t k = 1; k < 200 && !ok; k++) {
             tb_counting_state cs = {0, 0, 0, k};
@@ -134,12 +137,12 @@ static void test_alloc_failures(void)
             double cost;
             int64_t v;
             tb_status st;
-            if (which == 0)
+            if (which % 6 == 0)
                 st = tb_plan_optimal(&a, &c, 30, 16, &cost, &tree);
-            else if (which == 1)
+            else if (which % 6 == 1)
                 st = tb_min_budget(&a, &c, &v, &cost, &tree);
             else
-                st = tb_plan_baseline(&a, &c, (tb_planner_kind)(which - 1), 3, &tree);
+                st = tb_plan_baseline(&a, &c, (tb_planner_kind)(which % 6 - 1), 3, &tree);
             if (st == TB_OK) {
                 CHECK(tb_simulate(&a, &c, &tree, &cost, &v) == TB_OK ||
                       cs.n_alloc >= k); /* the simulator's own allocation may be the one */
@@ -155,8 +158,55 @@ static void test_alloc_failures(void)
     }
 }
 
+/* Live intervals: a plain chain written as intervals plans identically; bad intervals
+ * are rejected; the DP's answer is what the simulator replays. */
+static void test_live_intervals(void)
+{
+    double f[5] = {1, 2, 3, 1, 2}, b[5] = {2, 4, 6, 2, 4};
+    int64_t x[5] = {5, 9, 3, 8, 2}, g[5] = {6, 2, 9, 4, 7};
+    int64_t as_iv[12] = {0, 1, 9, 1, 2, 3, 2, 3, 8, 3, 4, 2};
+    tb_chain plain = {5, f, b, x, g, NULL, 0, NULL};
+    tb_chain same = {5, f, b, x, g, NULL, 4, as_iv};
+    for (int64_t budget = 0; budget < 60; budget++) {
+        tb_plan_tree t1 = {0}, t2 = {0};
+        double c1 = -1, c2 = -1;
+        tb_status s1 = tb_plan_optimal(NULL, &plain, budget, 512, &c1, &t1);
+        tb_status s2 = tb_plan_optimal(NULL, &same, budget, 512, &c2, &t2);
+        CHECK(s1 == s2 && c1 == c2 && t1.n_nodes == t2.n_nodes);
+        tb_plan_tree_free(NULL, &t1);
+        tb_plan_tree_free(NULL, &t2);
+    }
+    /* a skip from stage 0 to 4 is charged once, not at every boundary */
+    int64_t skip[15] = {0, 4, 10, 0, 1, 1, 1, 2, 1, 2, 3, 1, 3, 4, 1};
+    tb_chain dag = {5, f, b, x, g, NULL, 5, skip};
+    CHECK(tb_chain_new_bytes(&dag, 0, 3) == 11 && tb_chain_new_bytes(&dag, 1, 3) == 1);
+    tb_plan_tree tree = {0};
+    double cost = 0, sc = 0;
+    int64_t peak = 0, mb = 0;
+    CHECK(tb_plan_baseline(NULL, &dag, TB_PLANNER_STORE_ALL, 0, &tree) == TB_OK);
+    CHECK(tb_simulate(NULL, &dag, &tree, &cost, &peak) == TB_OK);
+    CHECK(peak == 5 + 6 + 11 + 2 + 1 + 9 + 1 + 4 + 1 + 7);
+    tb_plan_tree_free(NULL, &tree);
+    CHECK(tb_min_budget(NULL, &dag, &mb, &cost, &tree) == TB_OK);
+    CHECK(tb_simulate(NULL, &dag, &tree, &sc, &peak) == TB_OK && peak == mb && sc == cost);
+    tb_plan_tree_free(NULL, &tree);
+    CHECK(tb_plan_optimal(NULL, &dag, 40, 40, &cost, &tree) == TB_OK);
+    CHECK(tb_simulate(NULL, &dag, &tree, &sc, &peak) == TB_OK && peak <= 40 && sc == cost);
+    tb_plan_tree_free(NULL, &tree);
+    int64_t bad1[3] = {2, 2, 1}, bad2[3] = {0, 5, 1}, bad3[3] = {0, 1, -1};
+    tb_chain cb = {5, f, b, x, g, NULL, 1, bad1};
+    CHECK(tb_chain_check(&cb) == TB_ERR_RANGE);
+    cb.live = bad2;
+    CHECK(tb_chain_check(&cb) == TB_ERR_RANGE);
+    cb.live = bad3;
+    CHECK(tb_chain_check(&cb) == TB_ERR_INVALID);
+    cb.live = NULL;
+    CHECK(tb_chain_check(&cb) == TB_ERR_INVALID);
+}
+
 int main(void)
 {
+    test_live_intervals();
     test_known_answers();
     test_baselines();
     test_invalid();
