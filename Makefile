@@ -55,9 +55,11 @@ test: build asan lint
 	$(VPY) -m pytest -q
 
 # Small profile of gpt2 and transformer in every mode, each mode in its own process, then
-# the summary table (about 5 minutes on 2 CPU cores, most of it torch.compile compiling).
+# the summary table (about 3 min on 2 shared CPU cores with torch.compile's cache warm; a cold
+# compile adds about 1.5 min per model). One torch thread per worker keeps step times steady
+# on a shared machine; override with e.g. make bench BENCH_FLAGS="--steps 10 --trials 3".
 BENCH_MODES := naive checkpoint checkpoint_seq tiny compile_budget
-BENCH_FLAGS ?= --warmup 2 --steps 5
+BENCH_FLAGS ?= --warmup 2 --steps 5 --threads 1
 bench: build
 	$(VPY) -m benchmarks.gpt2 --profile small --modes $(BENCH_MODES) $(BENCH_FLAGS) --export results/bench_gpt2_small.json --no-summary
 	$(VPY) -m benchmarks.transformer --profile small --modes $(BENCH_MODES) $(BENCH_FLAGS) --export results/bench_transformer_small.json --no-summary
