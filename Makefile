@@ -55,7 +55,7 @@ test: build asan lint
 	$(VPY) -m pytest -q
 
 # Small profile of gpt2 and transformer in every mode, each mode in its own process, then
-# the summary table (about 3 min on 2 shared CPU cores with torch.compile's cache warm; a cold
+# the summary table (0.8-3 min on 2 shared CPU cores, with torch.compile's cache warm; a cold
 # compile adds about 1.5 min per model). One torch thread per worker keeps step times steady
 # on a shared machine; override with e.g. make bench BENCH_FLAGS="--steps 10 --trials 3".
 BENCH_MODES := naive checkpoint checkpoint_seq tiny compile_budget
