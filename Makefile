@@ -54,8 +54,16 @@ pytest: build
 test: build asan lint
 	$(VPY) -m pytest -q
 
+# Small profile of gpt2 and transformer in every mode, each mode in its own process, then
+# the summary table (0.8-3 min on 2 shared CPU cores, with torch.compile's cache warm; a cold
+# compile adds about 1.5 min per model). One torch thread per worker keeps step times steady
+# on a shared machine; override with e.g. make bench BENCH_FLAGS="--steps 10 --trials 3".
+BENCH_MODES := naive checkpoint checkpoint_seq tiny compile_budget
+BENCH_FLAGS ?= --warmup 2 --steps 5 --threads 1
 bench: build
-	$(VPY) -m tiny_backprop.analyze --model gpt2 --profile small
+	$(VPY) -m benchmarks.gpt2 --profile small --modes $(BENCH_MODES) $(BENCH_FLAGS) --export results/bench_gpt2_small.json --no-summary
+	$(VPY) -m benchmarks.transformer --profile small --modes $(BENCH_MODES) $(BENCH_FLAGS) --export results/bench_transformer_small.json --no-summary
+	$(VPY) -m benchmarks.summarize results/bench_gpt2_small.json results/bench_transformer_small.json
 
 bench-transformer bench-gpt2 bench-long-context bench-resnet bench-unet: build
 	$(VPY) -m benchmarks.$(subst -,_,$(patsubst bench-%,%,$@)) --profile small

@@ -1,0 +1,241 @@
+"""Transformer-LM harness (the sizes of the CS336 benchmark table, seed 001).
+
+    python -m benchmarks.lm --model-size small --mode naive checkpoint --device cpu \\
+        --context-length 128 --warmup-steps 1 --measure-steps 3 --output results/lm.csv
+
+The model is the zoo's GPT2Decoder (pre-LayerNorm blocks, causal attention, 4x GELU MLP
+with d_ff = 4 d_model, dropout 0.1), vocab 10,000. Each (size, mode) runs in its own
+process. Out-of-memory (torch.OutOfMemoryError, "out of memory" RuntimeErrors,
+MemoryError, or the child killed by the kernel) is reported as OOM; on CPU, sizes whose
+weights + gradients would take more than half the available RAM are reported as SKIP
+without running. ``forward`` times a training-mode forward (graph built, then dropped);
+``forward_backward`` adds loss.backward() and zeroing the gradients.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import parse_budget
+from benchmarks.measure import RSSSampler, step_stats, time_steps
+
+# d_ff is 4 * d_model in every row, which is what the zoo's TransformerBlock uses.
+SIZES: dict[str, dict[str, int]] = {
+    "small": dict(d_model=768, d_ff=3072, num_layers=12, num_heads=12),
+    "medium": dict(d_model=1024, d_ff=4096, num_layers=24, num_heads=16),
+    "large": dict(d_model=1280, d_ff=5120, num_layers=36, num_heads=20),
+    "xl": dict(d_model=1600, d_ff=6400, num_layers=48, num_heads=25),
+    "2.7B": dict(d_model=2560, d_ff=10240, num_layers=32, num_heads=32),
+}
+VOCAB = 10_000
+MODES = ("naive", "checkpoint", "tiny")
+RAM_FRACTION = 0.5  # weights + grads must fit in this share of available RAM on CPU
+CSV_FIELDS = ["model_size", "n_params", "mode", "pass_type", "device", "context_length",
+              "batch_size", "status", "mean_s", "std_s", "cv_pct", "peak_bytes", "detail"]
+
+
+def build_model(size: str, context_length: int, device: str | torch.device) -> torch.nn.Module:
+    """The zoo decoder at one of SIZES (weights initialised on ``device``)."""
+    from tiny_backprop.zoo import GPT2Decoder
+
+    s = SIZES[size]
+    assert s["d_ff"] == 4 * s["d_model"]
+    with torch.device(device):
+        return GPT2Decoder(VOCAB, context_length, s["d_model"], s["num_layers"], s["num_heads"])
+
+
+def count_params(size: str, context_length: int) -> int:
+    """Exact parameter count, without allocating weights (meta device)."""
+    return sum(p.numel() for p in build_model(size, context_length, "meta").parameters())
+
+
+def available_ram_bytes() -> int:
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def skip_reason(size: str, context_length: int, device: str) -> str | None:
+    """Why a CPU run would not fit comfortably (None if it would, or on CUDA)."""
+    if device != "cpu":
+        return None
+    need = 8 * count_params(size, context_length)  # fp32 weights + fp32 grads, bytes
+    have = available_ram_bytes()
+    if need > RAM_FRACTION * have:
+        return (f"weights+grads need {need / 2**30:.1f} GiB, more than {RAM_FRACTION:.0%} of "
+                f"the {have / 2**30:.1f} GiB of RAM available")
+    return None
+
+
+def _apply_cap(device: torch.device, cap_gib: float | None) -> None:
+    if cap_gib is None:
+        return
+    cap = int(cap_gib * 2**30)
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cap / total), device)
+    else:  # approximate: RLIMIT_DATA counts private writable mappings, not RSS
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_DATA, (cap, cap))
+
+
+def run_case(case: dict[str, Any]) -> dict[str, Any]:
+    """Measure one (size, mode) in this process; failures become a status, never a raise."""
+    from benchmarks.modes import ModeUnavailable, apply_mode
+    from benchmarks.worker import is_oom
+
+    row: dict[str, Any] = {k: case[k] for k in ("model_size", "mode", "pass_type", "device",
+                                                 "context_length", "batch_size")}
+    row.update(status="ok", detail="")
+    try:
+        device = torch.device(case["device"])
+        _apply_cap(device, case.get("memory_cap_gib"))
+        torch.manual_seed(case["seed"])
+        model = build_model(case["model_size"], case["context_length"], device)
+        row["n_params"] = sum(p.numel() for p in model.parameters())
+        fn, _ = apply_mode(case["mode"], model, model_name="gpt2", budget=case["budget"])
+        shape = (case["batch_size"], case["context_length"])
+        x = torch.randint(0, VOCAB, shape, device=device)
+        y = torch.randint(0, VOCAB, shape, device=device)
+
+        def step() -> None:
+            loss = fn(x, y)
+            if case["pass_type"] == "forward_backward":
+                loss.backward()
+                model.zero_grad(set_to_none=True)
+
+        sync_dev = device if case.get("sync", True) else torch.device("cpu")
+        time_steps(step, case["warmup_steps"], sync_dev)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+            times = time_steps(step, case["measure_steps"], sync_dev)
+            row["peak_bytes"] = torch.cuda.max_memory_allocated(device)
+        else:
+            with RSSSampler() as rss:
+                times = time_steps(step, case["measure_steps"], sync_dev)
+            row["peak_bytes"] = rss.peak_growth_bytes
+        st = step_stats(times)
+        row.update(mean_s=st["step_time_mean_s"], std_s=st["step_time_std_s"],
+                   cv_pct=st["step_time_cv_pct"])
+    except ModeUnavailable as exc:
+        row.update(status="ERROR", detail=str(exc))
+    except Exception as exc:  # noqa: BLE001 - OOM and friends become rows
+        row.update(status="OOM" if is_oom(exc) else "ERROR", detail=f"{type(exc).__name__}: {exc}")
+    return row
+
+
+def _run_child(case: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    from benchmarks.runner import REPO_ROOT, worker_env
+
+    with tempfile.TemporaryDirectory(prefix="tb-lm-") as tmp:
+        out = Path(tmp) / "row.json"
+        cmd = [sys.executable, "-m", "benchmarks.lm", "--_case", json.dumps(case), "--_out", str(out)]
+        try:
+            proc = subprocess.run(cmd, env=worker_env(case["device"]), cwd=str(REPO_ROOT),
+                                  capture_output=True, text=True, timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return {**case, "status": "ERROR", "detail": f"timed out after {timeout_s:.0f} s"}
+        if out.exists():
+            return json.loads(out.read_text(encoding="utf-8"))
+        killed = proc.returncode in (-9, 137)
+        tail = " ".join(proc.stderr.strip().splitlines()[-2:])
+        return {**case, "status": "OOM" if killed else "ERROR",
+                "detail": f"child exited with code {proc.returncode}. {tail}".strip()}
+
+
+def format_rows(rows: list[dict[str, Any]]) -> str:
+    head = f"{'size':<7}{'params':>10}  {'mode':<11}{'pass':<17}{'mean ms':>10}{'std ms':>9}" \
+           f"{'CV%':>7}{'peak MiB':>10}  status"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        def f(key: str, scale: float, fmt: str, r: dict[str, Any] = r) -> str:
+            v = r.get(key)
+            return "-" if v is None else format(v * scale, fmt)
+        np_ = r.get("n_params")
+        lines.append(
+            f"{r['model_size']:<7}{(f'{np_ / 1e6:.1f}M' if np_ else '-'):>10}  {r['mode']:<11}"
+            f"{r['pass_type']:<17}{f('mean_s', 1e3, '.2f'):>10}{f('std_s', 1e3, '.2f'):>9}"
+            f"{f('cv_pct', 1, '.2f'):>7}{f('peak_bytes', 1 / 2**20, '.1f'):>10}  {r['status']}"
+            + (f" ({r['detail'][:100]})" if r.get("detail") else ""))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.lm", description=__doc__.splitlines()[0])
+    ap.add_argument("--model-size", nargs="+", choices=list(SIZES), default=["small"])
+    ap.add_argument("--context-length", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--warmup-steps", type=int, default=5)
+    ap.add_argument("--measure-steps", type=int, default=10)
+    ap.add_argument("--pass-type", choices=("forward", "forward_backward"), default="forward_backward")
+    ap.add_argument("--mode", nargs="+", choices=MODES, default=["naive"])
+    ap.add_argument("--budget", type=parse_budget, default=0.5, help="tiny's budget (see benchmarks.gpt2)")
+    ap.add_argument("--device", choices=("cpu", "cuda"),
+                    default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--no-sync", action="store_true", help="do not call torch.cuda.synchronize()")
+    ap.add_argument("--memory-cap-gib", type=float, default=None,
+                    help="CUDA: set_per_process_memory_fraction; CPU: RLIMIT_DATA (approximate)")
+    ap.add_argument("--output", metavar="CSV", help="write rows here")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--timeout", type=float, default=3600.0, help="seconds per (size, mode)")
+    ap.add_argument("--_case", help=argparse.SUPPRESS)
+    ap.add_argument("--_out", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args._case:  # child process
+        row = run_case(json.loads(args._case))
+        Path(args._out).write_text(json.dumps(row), encoding="utf-8")
+        return 0
+    for name in ("context_length", "batch_size", "measure_steps"):
+        if getattr(args, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.warmup_steps < 0:
+        ap.error("--warmup-steps must be >= 0")
+    if args.memory_cap_gib is not None and args.memory_cap_gib <= 0:
+        ap.error("--memory-cap-gib must be > 0")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        ap.error("--device cuda: no CUDA device is available to torch here")
+    if args.seed is None:
+        from benchmarks.common import default_seed
+
+        args.seed = default_seed()
+    rows = []
+    t0 = time.perf_counter()
+    cases = [(s, m) for s in args.model_size for m in args.mode]
+    for i, (size, mode) in enumerate(cases, 1):
+        case = dict(model_size=size, mode=mode, pass_type=args.pass_type, device=args.device,
+                    context_length=args.context_length, batch_size=args.batch_size,
+                    warmup_steps=args.warmup_steps, measure_steps=args.measure_steps,
+                    budget=args.budget, seed=args.seed, sync=not args.no_sync,
+                    memory_cap_gib=args.memory_cap_gib)
+        reason = skip_reason(size, args.context_length, args.device)
+        if reason:
+            row = {**case, "status": "SKIP", "detail": reason,
+                   "n_params": count_params(size, args.context_length)}
+        else:
+            row = _run_child(case, args.timeout)
+        rows.append(row)
+        print(f"[{i}/{len(cases)}] {size} {mode}: {row['status']} "
+              f"(elapsed {time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+    print(format_rows(rows))
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.output, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+    return 0 if all(r["status"] in ("ok", "SKIP", "OOM") for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
