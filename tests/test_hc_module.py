@@ -16,6 +16,7 @@ from tests._runtime_dev import (
 )
 from tiny_backprop import HCModule, zoo
 from tiny_backprop import hc_module as hc_mod
+from tiny_backprop.tree import Region
 
 SMALL = dict(batch=2, seq=16, vocab=50, d_model=32, n_layers=3, n_heads=2, image=16, d=16)
 
@@ -52,7 +53,7 @@ def test_trains_exactly_like_the_model(name, budget) -> None:
     hc = HCModule(model, 1.0)
     if budget == "min":
         budget = _min_budget(hc, w.args)
-    hc = HCModule(model, budget)
+    hc = HCModule(model, budget, track_memory=True)  # always through the executor
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     opt_ref = torch.optim.SGD(ref.parameters(), lr=0.1)
     for it in range(2):
@@ -157,3 +158,17 @@ def test_uncapturable_model_raises_capture_error() -> None:
     hc = HCModule(Loopy(), 0.5)
     with pytest.raises(tiny_backprop.CaptureError):
         hc(torch.randn(2, 8))
+
+
+def test_plan_without_recompute_runs_the_plain_forward() -> None:
+    w = _build("mlp")
+    hc = HCModule(w.model, 1.0)
+    hc(*w.args).backward()
+    assert not any(isinstance(n, Region) for n in hc.plan.tree)
+    assert hc.last_step_stats().measured_peak_bytes is None  # not counted: plain forward
+    tracked = HCModule(w.model, 1.0, track_memory=True)
+    tracked(*w.args).backward()
+    assert tracked.last_step_stats().measured_peak_bytes > 0
+    hc_small = HCModule(w.model, 0.5)  # recomputes: always through the executor
+    hc_small(*w.args).backward()
+    assert hc_small.last_step_stats().measured_peak_bytes > 0

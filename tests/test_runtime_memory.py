@@ -41,13 +41,13 @@ def _check_step(hc: HCModule, w) -> None:
 @pytest.mark.parametrize("budget", [1.0, 0.5, 0.3])
 def test_measured_peak_within_budget_and_matches_prediction(name, budget) -> None:
     w = zoo.build(name, "small")
-    _check_step(HCModule(w.model, budget), w)
+    _check_step(HCModule(w.model, budget, track_memory=True), w)
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_measured_peak_matches_prediction_at_minimum(name) -> None:
     w = zoo.build(name, "small")
-    _check_step(HCModule(w.model, _min_budget(w)), w)
+    _check_step(HCModule(w.model, _min_budget(w), track_memory=True), w)
 
 
 _RSS_SCRIPT = textwrap.dedent("""
@@ -110,7 +110,7 @@ def test_cuda_peak_memory_falls(budget) -> None:
         return torch.cuda.max_memory_allocated() - base
 
     naive = peak(model)
-    hc = HCModule(model, budget)
+    hc = HCModule(model, budget, track_memory=True)
     tiny = peak(hc)
     stats = hc.last_step_stats()
     assert stats.measured_peak_bytes <= hc.plan.budget_bytes

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import numbers
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Union
 
 import torch
@@ -24,6 +24,7 @@ from torch.utils import _pytree as pytree
 from .errors import CaptureError
 from .runtime.accounting import StepStats, Tracker
 from .runtime.interpreter import Executor
+from .tree import Region
 
 logger = logging.getLogger("tiny_backprop")
 
@@ -73,6 +74,11 @@ class HCModule(nn.Module):
         fallback: None (raise CaptureError when the model cannot be captured) or
             "per_block" (plan over calls of the model's repeated blocks).
         max_stages: most stages of the chain (None = the graph analysis default).
+        track_memory: count held activation bytes on every step for
+            `last_step_stats()`. When False (the default) and the plan recomputes
+            nothing (budget at or above the store-all peak), the step is the plain
+            model's forward with no overhead, and `last_step_stats()` reports no
+            measured peak for it.
 
     Raises:
         TypeError: budget/model of a wrong type.
@@ -80,7 +86,8 @@ class HCModule(nn.Module):
     """
 
     def __init__(self, model: nn.Module, budget: Budget, *, planner: str = "optimal",
-                 fallback: str | None = None, max_stages: int | None = None) -> None:
+                 fallback: str | None = None, max_stages: int | None = None,
+                 track_memory: bool = False) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         if isinstance(budget, bool) or not isinstance(budget, (numbers.Real, str)):
@@ -106,6 +113,8 @@ class HCModule(nn.Module):
         self.planner = planner
         self.fallback = fallback
         self.max_stages = max_stages
+        self.track_memory = bool(track_memory)
+        object.__setattr__(self, "_measured", False)  # whether the last step was counted
         self.training = model.training
 
     # -- module plumbing --------------------------------------------------------
@@ -135,7 +144,10 @@ class HCModule(nn.Module):
         """Measured peak, predicted peak and recompute figures of the last step."""
         plan = self.plan
         predicted = None if plan is None else int(plan.peak_bytes)
-        return self._tracker.stats(predicted)
+        stats = self._tracker.stats(predicted)
+        if not self._measured:  # a plain forward (no recompute, track_memory=False)
+            stats = replace(stats, measured_peak_bytes=None)
+        return stats
 
     # -- forward ----------------------------------------------------------------
 
@@ -180,4 +192,9 @@ class HCModule(nn.Module):
             object.__setattr__(self, "_stale_exclusions", False)
         object.__setattr__(self, "_current", prepared)
         self._tracker.start_step()
+        if not self.track_memory and not any(isinstance(n, Region) for n in prepared.plan.tree):
+            # nothing to recompute: the plan is the model's own forward
+            object.__setattr__(self, "_measured", False)
+            return self._wrapped(*args, **kwargs)
+        object.__setattr__(self, "_measured", True)
         return prepared.executor(*args, **kwargs)

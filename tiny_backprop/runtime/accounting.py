@@ -22,7 +22,8 @@ class StepStats:
 
     Attributes:
         measured_peak_bytes: peak of held activation bytes (saved tensors and held
-            boundary values), measured by the accountant.
+            boundary values), measured by the accountant; None when the step was not
+            counted (a plan with no recompute run as the plain forward).
         predicted_peak_bytes: the plan's predicted peak (bytes), or None without a plan.
         recompute_bytes: bytes of saved tensors re-created by recomputation.
         recompute_seconds: wall time spent recomputing (seconds).
@@ -31,7 +32,7 @@ class StepStats:
         n_unpacks: saved-tensor unpack events.
     """
 
-    measured_peak_bytes: int
+    measured_peak_bytes: int | None
     predicted_peak_bytes: int | None
     recompute_bytes: int
     recompute_seconds: float
