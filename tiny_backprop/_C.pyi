@@ -37,6 +37,11 @@ class Graph:
     def coarsen(self, max_stages: int) -> list[tuple[int, int, float, float, int, int, bool]]:
         """Stages (start, end, forward_cost, backward_cost, input_bytes, saved_bytes,
         never_recompute) over positions [start, end) of topo_order()."""
+    def coarsen_chain(
+        self, max_stages: int
+    ) -> tuple[list[tuple[int, int, float, float, int, int, bool]], list[tuple[int, int, int]]]:
+        """coarsen(max_stages) and its live intervals: sorted (producer_stage,
+        last_user_stage, bytes) for every non-input value crossing a stage boundary."""
 
 # ---- end graph ------------------------------------------------------------------
 
@@ -56,6 +61,8 @@ def plan_chain(
     slots: int = 512,
     must_keep: Sequence[bool] | None = None,
     height: int = -1,
+    live_intervals: Sequence[tuple[int, int, int]] | None = None,
+    transient: bool = False,
 ) -> tuple[tuple[tuple[int, int, int], ...], float, float, int] | None:
     """(nodes, planned_cost, simulated_cost, peak_bytes); None if 'optimal' finds no plan."""
 
@@ -65,6 +72,8 @@ def min_budget(
     input_bytes: Sequence[int],
     saved_bytes: Sequence[int],
     must_keep: Sequence[bool] | None = None,
+    live_intervals: Sequence[tuple[int, int, int]] | None = None,
+    transient: bool = False,
 ) -> tuple[int, float, tuple[tuple[int, int, int], ...]]:
     """(smallest feasible budget in bytes, cost, a schedule reaching it)."""
 
@@ -75,6 +84,46 @@ def simulate(
     saved_bytes: Sequence[int],
     nodes: Sequence[tuple[int, int, int]],
     must_keep: Sequence[bool] | None = None,
+    live_intervals: Sequence[tuple[int, int, int]] | None = None,
+    transient: bool = False,
 ) -> tuple[float, int]:
     """(total cost, peak bytes) of a plan tree under the model."""
 # --- end planner ------------------------------------------------------------------
+
+# --- accountant (csrc/py_accountant.c) --------------------------------------------
+
+class Accountant:
+    """Live bytes of held storages (keyed by storage id; a storage counts once)."""
+
+    def __init__(self) -> None: ...
+    def hold(self, key: int, nbytes: int) -> None:
+        """One more hold of storage `key` (bytes)."""
+    def release(self, key: int) -> None:
+        """One hold of `key` ends (KeyError if not held)."""
+    def unpack(self) -> None:
+        """Count an unpack event."""
+    def recompute(self, nbytes: int, seconds: float) -> None:
+        """Record one recomputation."""
+    def holds(self, key: int) -> int:
+        """Live holds of `key`."""
+    def reset_peak(self) -> None:
+        """Peak = live bytes; event counters and totals zeroed."""
+    @property
+    def live_bytes(self) -> int: ...
+    @property
+    def peak_bytes(self) -> int: ...
+    @property
+    def n_live(self) -> int: ...
+    @property
+    def n_hold(self) -> int: ...
+    @property
+    def n_release(self) -> int: ...
+    @property
+    def n_unpack(self) -> int: ...
+    @property
+    def n_recompute(self) -> int: ...
+    @property
+    def recompute_bytes(self) -> int: ...
+    @property
+    def recompute_seconds(self) -> float: ...
+# --- end accountant ----------------------------------------------------------------
