@@ -226,3 +226,34 @@ def test_blocks_called_out_of_order_is_a_clear_error() -> None:
     with pytest.raises(RuntimeError, match="order"):
         hc(*args)
     assert "forward" not in model.layers[0].__dict__  # wrappers removed on error
+
+
+class InplaceNet(nn.Module):
+    """Blocks that write their input in place (ReLU(inplace=True) first); uncapturable."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inp = nn.Linear(8, 8)
+        self.blocks = nn.Sequential(*[nn.Sequential(nn.ReLU(inplace=True), nn.Linear(8, 8),
+                                                    nn.Dropout(0.3)) for _ in range(5)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(self.inp(x))
+        if h.sum() > 1e9:  # data-dependent control flow: no graph capture
+            h = h * 0
+        return h.pow(2).mean()
+
+
+@pytest.mark.parametrize("budget", [0.5, "min"])
+def test_blocks_writing_their_input_in_place_exact(budget) -> None:
+    torch.manual_seed(0)
+    _check_exact(InplaceNet().train(), (torch.randn(4, 8),), budget)
+
+
+def test_failed_capture_leaves_shared_attributes_alone() -> None:
+    model, args = _moe()
+    sink = model.router_logits
+    with pytest.raises(CaptureError):
+        hc_mod._capture_model(model, args, {})
+    assert model.router_logits is sink and all(b.sink is sink for b in model.layers)
+    assert sink == []  # no traced values left behind

@@ -42,7 +42,9 @@ class BlockProfile:
         input_bytes: per stage, bytes of its tensor inputs (x_i; storages counted once,
             parameters and buffers excluded).
         saved_bytes: per stage, bytes it saves for backward besides its boundaries
-            (g_i); saves made between blocks are charged to ``pre``.
+            (g_i); saves made between blocks are charged to ``pre``; a block that
+            writes an input in place is charged twice its input bytes (the copies a
+            recompute region holds and re-makes).
         must_keep: per stage, True for pre and post (never recomputed).
         mutating: indices (0-based over blocks) of blocks that write one of their
             tensor inputs in place (their inputs are held as copies).
@@ -243,6 +245,9 @@ def profile_blocks(model: nn.Module, args: tuple, kwargs: dict,
         seen.add(ptr)
         saved[stage] += nbytes
     x = [sum(_storages(ins, state).values())] + [sum(d.values()) for d in rec.inputs]
+    for k, i in enumerate(rec.order):
+        if i in rec.mutating:  # a region holds a copy of its inputs, plus a fresh one on recompute
+            saved[k + 1] += 2 * x[k + 1]
     x.append(sum(rec.outputs[-1].values()))
     fwd = [t * 1e6 for t in times]
     return BlockProfile(
