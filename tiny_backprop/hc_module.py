@@ -52,6 +52,16 @@ def _make_plan(ir: Any, budget: Budget, planner: str, max_stages: int | None) ->
     return plan(ir, budget, planner, max_stages=max_stages)
 
 
+def _make_block_plan(profile: Any, budget: Budget, planner: str) -> Any:
+    """Plan the per-block chain ``[pre] + blocks + [post]`` (pre and post always kept)."""
+    from .plan import plan_chain
+
+    p = plan_chain(profile.forward_cost, profile.backward_cost, profile.input_bytes,
+                   profile.saved_bytes, budget, planner=planner, must_keep=profile.must_keep,
+                   transient=True)
+    return replace(p, chain=profile)
+
+
 def _leaf_key(v: Any) -> Any:
     if isinstance(v, torch.Tensor):
         return ("T", tuple(v.shape), v.dtype, v.device, v.requires_grad)
@@ -72,8 +82,12 @@ class HCModule(nn.Module):
         planner: "optimal" (the C DP) or a baseline: "store_all", "per_stage", "sqrt",
             "tree".
         fallback: None (raise CaptureError when the model cannot be captured) or
-            "per_block" (plan over calls of the model's repeated blocks).
-        max_stages: most stages of the chain (None = the graph analysis default).
+            "per_block": plan over calls of the model's repeated blocks (the children of
+            its largest nn.ModuleList/nn.Sequential, e.g. ``model.layers``), one stage
+            per block, costs and bytes measured by one profiled forward; recompute
+            regions then span whole block calls. Logged once (logger "tiny_backprop").
+        max_stages: most stages of the chain (None = the graph analysis default);
+            not used by the per-block fallback (one stage per block).
         track_memory: count held activation bytes on every step for
             `last_step_stats()`. When False (the default) and the plan recomputes
             nothing (budget at or above the store-all peak), the step is the plain
@@ -115,6 +129,7 @@ class HCModule(nn.Module):
         self.max_stages = max_stages
         self.track_memory = bool(track_memory)
         object.__setattr__(self, "_measured", False)  # whether the last step was counted
+        object.__setattr__(self, "_fell_back", False)  # the per_block fallback was logged
         self.training = model.training
 
     # -- module plumbing --------------------------------------------------------
@@ -164,12 +179,7 @@ class HCModule(nn.Module):
         except CaptureError as err:
             if self.fallback != "per_block":
                 raise
-            logger.info("tiny_backprop: %s could not be captured as a graph",
-                        type(model).__name__)
-            raise NotImplementedError(
-                f"{type(model).__name__} could not be captured as a graph and "
-                "fallback='per_block' (planning over module calls) is not implemented yet; "
-                "use a capturable model or fallback=None") from err
+            return self._prepare_per_block(args, kwargs, err)
         plan = _make_plan(captured.ir, self.budget, self.planner, self.max_stages)
         chain = plan.chain
         never = list(getattr(chain, "never_recompute", []) or [])
@@ -177,6 +187,28 @@ class HCModule(nn.Module):
                             topo_order=chain.topo_order, never_recompute=never or None,
                             tracker=self._tracker)
         return _Prepared(executor, plan, captured)
+
+    def _prepare_per_block(self, args: tuple, kwargs: dict, err: CaptureError) -> _Prepared:
+        """Plan over the model's repeated block calls (``fallback="per_block"``)."""
+        from .capture.blocks import find_blocks, profile_blocks
+        from .runtime.per_block import BlockExecutor
+
+        model = self._wrapped
+        try:
+            container, names, blocks = find_blocks(model)
+        except CaptureError as e:
+            raise CaptureError(f"{e}\n\nGraph capture failed first:\n{err}") from err
+        if not self._fell_back:
+            logger.warning(
+                "tiny_backprop: %s could not be captured as a graph; falling back to "
+                "planning over calls of its %d blocks in %s (fallback='per_block')",
+                type(model).__name__, len(blocks), container or "the model")
+            object.__setattr__(self, "_fell_back", True)
+        profile = profile_blocks(model, args, kwargs, container, names, blocks)
+        plan = _make_block_plan(profile, self.budget, self.planner)
+        executor = BlockExecutor(model, profile.blocks, plan.tree, self._tracker,
+                                 profile.mutating)
+        return _Prepared(executor, plan, profile)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Like ``model(*args, **kwargs)``; in training with grad, under the plan."""

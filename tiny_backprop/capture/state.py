@@ -19,6 +19,9 @@ def preserved_model_state(model: torch.nn.Module) -> Iterator[None]:
     identity (optimizers and the runtime still hold the same objects).
     """
     modes = [(m, m.training) for m in model.modules()]
+    attrs = [(m, {k: v for k, v in vars(m).items() if not k.startswith("_")})
+             for m in model.modules()]
+    lists = {id(v): (v, list(v)) for _, d in attrs for v in d.values() if isinstance(v, list)}
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     params = [(p, p.detach().clone(), p.grad) for p in model.parameters()]
     cpu_rng = torch.get_rng_state()
@@ -28,6 +31,13 @@ def preserved_model_state(model: torch.nn.Module) -> Iterator[None]:
     finally:
         for m, flag in modes:
             m.training = flag
+        for m, saved_attrs in attrs:
+            for k, v in saved_attrs.items():
+                if m.__dict__.get(k) is not v:
+                    m.__dict__[k] = v
+        for lst, items in lists.values():
+            if len(lst) != len(items) or any(a is not b for a, b in zip(lst, items)):
+                lst[:] = items
         with torch.no_grad():
             for b, saved in buffers:
                 if not torch.equal(b, saved):

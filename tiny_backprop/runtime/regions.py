@@ -20,8 +20,10 @@ so they are updated exactly once per step.
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from typing import Any
 
 import torch
 from torch.autograd.graph import saved_tensors_hooks
@@ -64,38 +66,52 @@ class RegionFrame:
     """
 
     def __init__(self, step: RegionStep, env: dict[str, object], tracker: Tracker) -> None:
+        self._start(step, tracker)
+        for name in step.inputs:
+            v = env[name]
+            # a copy of a parameter/buffer (BatchNorm's num_batches_tracked written in
+            # place) is model state, not activation memory: never counted
+            state = isinstance(v, torch.Tensor) and (tracker.is_excluded(v) or (
+                isinstance(env, TrackedEnv) and env.holds_state(v)))
+            self.hold_input(name, v, mutated=name in step.mutated_inputs, state=state)
+        self.snapshot()
+
+    def _start(self, step: Any, tracker: Tracker) -> None:
+        """Empty frame state (no inputs held yet); subclasses call this first."""
         self.step = step
         self.tracker = tracker
         self.count = 0  # saved tensors packed by the original run
         # name -> (detached tensor or value, requires_grad, version at hold, is model state)
-        self.inputs: dict[str, tuple[object, bool, int]] = {}
+        self.inputs: dict[str, tuple[object, bool, int, bool]] = {}
         self.keys: list[int] = []
-        cuda: set[int] = set()
-        for name in step.inputs:
-            v = env[name]
-            if isinstance(v, torch.Tensor):
-                rg = v.requires_grad
-                # a copy of a parameter/buffer (BatchNorm's num_batches_tracked written in
-                # place) is model state, not activation memory: never counted
-                state = tracker.is_excluded(v) or (
-                    isinstance(env, TrackedEnv) and env.holds_state(v))
-                if name in step.mutated_inputs:  # written in place inside: hold a copy
-                    v = v.detach().clone()
-                else:
-                    v = v.detach()
-                if v.is_cuda:
-                    cuda.add(v.get_device())
-                self.inputs[name] = (v, rg, v._version, state)
-                self.keys.append(0 if state else tracker.hold(v))
-            else:
-                self.inputs[name] = (v, False, 0, False)
-        self.cuda_devices = sorted(cuda)
+        self.cuda_devices: list[int] = []
+        self.storage: dict[int, tuple[torch.Tensor, int]] = {}
+        self.subs: list[list] = []  # [start, end, RegionFrame, n_unpacked]
+
+    def hold_input(self, name: str, v: object, *, mutated: bool = False,
+                   state: bool = False) -> None:
+        """Hold input `name` for recomputation (a tensor detached; counted unless state).
+
+        Args:
+            mutated: the region writes it in place: hold a copy.
+            state: model state (a parameter/buffer or a copy of one): never counted.
+        """
+        if not isinstance(v, torch.Tensor):
+            self.inputs[name] = (v, False, 0, False)
+            return
+        rg = v.requires_grad
+        v = v.detach().clone() if mutated else v.detach()
+        if v.is_cuda and v.get_device() not in self.cuda_devices:
+            self.cuda_devices = sorted([*self.cuda_devices, v.get_device()])
+        self.inputs[name] = (v, rg, v._version, state)
+        self.keys.append(0 if state else self.tracker.hold(v))
+
+    def snapshot(self) -> None:
+        """Record the RNG (CPU and the inputs' CUDA devices) and autocast state now."""
         self.cpu_rng = torch.get_rng_state()
         self.cuda_rng = [torch.cuda.get_rng_state(d) for d in self.cuda_devices]
         self.autocast = _autocast_state()
         self.cache_enabled = torch.is_autocast_cache_enabled()
-        self.storage: dict[int, tuple[torch.Tensor, int]] = {}
-        self.subs: list[list] = []  # [start, end, RegionFrame, n_unpacked]
 
     def __del__(self) -> None:
         self.close()
@@ -206,42 +222,72 @@ class RegionFrame:
         for sub in self.subs:
             sub[2].close()
         self.subs = []
-        counter = 0
-        stored_bytes = 0
-
-        def store(t: torch.Tensor) -> None:
-            nonlocal counter, stored_bytes
-            d = t.detach()
-            key = self.tracker.hold(d)
-            if key:
-                stored_bytes += d.untyped_storage().nbytes()
-            self.storage[counter] = (d, key)
-            counter += 1
-
-        def skip(t: torch.Tensor) -> None:
-            nonlocal counter
-            counter += 1
-
-        env = TrackedEnv(self.tracker)
-        try:
-            with self._replay():
-                env = self._input_env()  # under enable_grad: copies must track grad
-                for child in self.step.children:
-                    if isinstance(child, KeepStep):
-                        with saved_tensors_hooks(store, _never_unpack):
-                            child.unit(env)
-                    else:
-                        start = counter
-                        sub = RegionFrame(child, env, self.tracker)
-                        with saved_tensors_hooks(skip, _never_unpack):
-                            child.unit(env)
-                        sub.count = counter - start
-                        self.subs.append([start, counter, sub, 0])
-                    env.drop(child.drop_after)
-        finally:
-            env.clear_all()
-        if counter != self.count:
+        rec = Recorder(self)
+        with self._replay():
+            self._rerun(rec)
+        if rec.counter != self.count:
             raise RuntimeError(
                 f"tiny_backprop: recomputing the region over stages {self.step.first}.."
-                f"{self.step.last} saved {counter} tensors, its forward saved {self.count}")
-        self.tracker.recompute(stored_bytes, time.perf_counter() - t0)
+                f"{self.step.last} saved {rec.counter} tensors, its forward saved {self.count}")
+        self.tracker.recompute(rec.stored_bytes, time.perf_counter() - t0)
+
+    def _rerun(self, rec: Recorder) -> None:
+        """Run the children again under `rec`'s hooks (inside the replayed state)."""
+        env = TrackedEnv(self.tracker)
+        try:
+            env = self._input_env()  # under enable_grad: copies must track grad
+            for child in self.step.children:
+                if isinstance(child, KeepStep):
+                    with saved_tensors_hooks(rec.store, _never_unpack):
+                        child.unit(env)
+                else:
+                    start = rec.counter
+                    sub = RegionFrame(child, env, self.tracker)
+                    with saved_tensors_hooks(rec.skip, _never_unpack):
+                        child.unit(env)
+                    rec.add_sub(start, sub)
+                env.drop(child.drop_after)
+        finally:
+            env.clear_all()
+
+
+class Recorder:
+    """Saved-tensor hooks of one recomputation: numbers saved tensors in pack order.
+
+    ``store`` keeps (and counts) a kept child's saved tensor under its number; ``skip``
+    only advances the number (a nested region's tensors, recomputed later by its own
+    frame, registered with ``add_sub``).
+
+    The hooks live as long as the recomputation's own graph, which a side effect of a
+    recomputed module (a list of router logits) may keep: so the frame is referenced
+    weakly, and such a graph never keeps a frame's held tensors alive.
+    """
+
+    def __init__(self, frame: RegionFrame) -> None:
+        self._frame = weakref.ref(frame)
+        self.counter = 0
+        self.stored_bytes = 0
+
+    @property
+    def frame(self) -> RegionFrame:
+        frame = self._frame()
+        if frame is None:
+            raise RuntimeError("tiny_backprop: a recomputation outlived its region")
+        return frame
+
+    def store(self, t: torch.Tensor) -> None:
+        frame = self.frame
+        d = t.detach()
+        key = frame.tracker.hold(d)
+        if key:
+            self.stored_bytes += d.untyped_storage().nbytes()
+        frame.storage[self.counter] = (d, key)
+        self.counter += 1
+
+    def skip(self, t: torch.Tensor) -> None:
+        self.counter += 1
+
+    def add_sub(self, start: int, sub: RegionFrame) -> None:
+        """`sub` packed the tensors numbered start..counter-1 (skipped here)."""
+        sub.count = self.counter - start
+        self.frame.subs.append([start, self.counter, sub, 0])
