@@ -18,7 +18,7 @@ from tests._runtime_dev import (
     have_planner,
     trees,
 )
-from tiny_backprop import HCModule, zoo
+from tiny_backprop import BudgetError, HCModule, zoo
 from tiny_backprop import hc_module as hc_mod
 from tiny_backprop.runtime.interpreter import Executor
 
@@ -44,12 +44,16 @@ def _hf(kind: str):
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
-@pytest.mark.parametrize("budget", [1.0, 0.5])
+@pytest.mark.parametrize("budget", [1.0, 0.5, "min"])
 def test_hf_models_exact(kind, budget) -> None:
     model = _hf(kind).train()
     ref = clone_model(model)
-    hc = HCModule(model, budget)
     ids = torch.randint(0, 64, (2, 12), generator=torch.Generator().manual_seed(1))
+    if budget == "min":  # the smallest feasible budget, from the planner's own error
+        with pytest.raises(BudgetError) as err:
+            HCModule(model, 1)(ids, labels=ids, use_cache=False)
+        budget = err.value.minimum_bytes
+    hc = HCModule(model, budget, track_memory=True)  # always through the executor
     torch.manual_seed(5)
     out = hc(ids, labels=ids, use_cache=False)
     out.loss.backward()
