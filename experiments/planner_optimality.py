@@ -66,11 +66,17 @@ def frontier_chain(ir: GraphIR) -> chain_mod.StageChain:
         input_bytes=x,
         saved_bytes=[nd.extra_saved_bytes for nd in ir.nodes],
         topo_order=list(range(n)),
+        never_recompute=[False] * n,
     )
 
 
+CHAIN = "stage_chain"  # or "frontier": the one-node-per-stage stand-in below
+
+
 def get_chain(ir: GraphIR) -> tuple[chain_mod.StageChain, str]:
-    """The graph engineer's stage_chain, or the local stand-in until it exists."""
+    """The graph engineer's stage_chain (or the local stand-in with CHAIN="frontier")."""
+    if CHAIN == "frontier":
+        return frontier_chain(ir), "local-frontier"
     try:
         return chain_mod.stage_chain(ir), "stage_chain"
     except NotImplementedError:
@@ -212,10 +218,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fractions", type=float, nargs="+", default=[0.5, 0.7, 0.9])
     ap.add_argument("--out", type=Path, default=Path("results"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--chain", choices=("stage_chain", "frontier"), default="stage_chain",
+                    help="frontier: one node per stage (stage_chain merges small DAGs whole)")
     ap.add_argument("--time-limit", type=float, default=10.0, help="seconds per MILP")
     args = ap.parse_args(argv)
     if not 2 <= args.nodes <= 30:
         ap.error("--nodes must be in [2, 30]")
+    global CHAIN
+    CHAIN = args.chain
     run(args.graphs, args.nodes, args.fractions, args.out, args.seed, args.time_limit)
     return 0
 
