@@ -1,6 +1,6 @@
 """Step-time overhead of HCModule at a budget >= store-all against the plain model.
 
-    python -m benchmarks.overhead --model gpt2 --profile medium --steps 8
+    python -m benchmarks.overhead --model gpt2 --profile medium --steps 8 [--threads 1]
 
 One step = forward + loss.backward() + zeroing grads. Both modes run interleaved in the
 same process after warm-up (so machine noise hits both alike); prints mean, std and CV%
@@ -35,8 +35,12 @@ def main(argv: list[str] | None = None) -> dict:
                     help="planner (store_all: no recompute, the pure overhead)")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1 keeps times steady on a shared machine; 0 = torch's default)")
     ap.add_argument("--json", action="store_true", help="print JSON only")
     a = ap.parse_args(argv)
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
     budget: float | int | str = a.budget
     try:
         budget = float(a.budget) if "." in a.budget else int(a.budget)

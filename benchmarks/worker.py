@@ -121,6 +121,8 @@ def _measure(spec: dict[str, Any], res: BenchmarkResult) -> None:
     # compile_budget traces under the hooks; tiny captures in its first forward and reports
     # its own held bytes (last_step_stats): neither gets the outer counter.
     counter = None if mode in ("compile_budget", "tiny") else SavedTensorCounter(exclude=params)
+    if mode == "tiny":  # count held bytes in the first step only; timed steps run untracked
+        fn.track_memory = True
     t0 = time.perf_counter()
     if counter is not None:
         with counter:
@@ -136,6 +138,10 @@ def _measure(spec: dict[str, Any], res: BenchmarkResult) -> None:
         em.update(_compare(params, ref[1]))
         em["naive_loss_value"] = ref[0]
     ref = None
+    first_stats = None
+    if mode == "tiny":
+        first_stats = _as_dict(fn.last_step_stats())
+        fn.track_memory = False  # HCModule's default
     if counter is not None:
         res.held_activation_bytes = counter.peak_bytes
         em["held_activation_source"] = "saved_tensors_hooks"
@@ -169,7 +175,7 @@ def _measure(spec: dict[str, Any], res: BenchmarkResult) -> None:
     em["step_times_s"] = times
     res.wall_time_s = em["step_time_mean_s"]
     if mode == "tiny":
-        _tiny_stats(fn, res)
+        _tiny_stats(fn, res, first_stats)
 
 
 # HCModule.last_step_stats() field -> our field (the runtime's StepStats names first).
@@ -194,10 +200,15 @@ def _as_dict(obj: Any) -> dict[str, Any]:
             and isinstance(getattr(obj, k, None), (int, float, str, bool, type(None)))}
 
 
-def _tiny_stats(hc: Any, res: BenchmarkResult) -> None:
-    """Copy what HCModule reports about its last step (None where it reports nothing)."""
+def _tiny_stats(hc: Any, res: BenchmarkResult, first: dict[str, Any] | None = None) -> None:
+    """Copy what HCModule reports about its last step (None where it reports nothing);
+    the measured peak comes from the tracked first step `first` when the last step was
+    not counted (track_memory=False, the default)."""
     stats_fn = getattr(hc, "last_step_stats", None)
     stats = _as_dict(stats_fn()) if callable(stats_fn) else {}
+    if stats.get("measured_peak_bytes") is None and first:
+        stats["measured_peak_bytes"] = first.get("measured_peak_bytes")
+        stats["measured_peak_source"] = "first step (track_memory=True)"
     plan = getattr(hc, "plan", None)
     if plan is not None:
         stats.setdefault("plan_time_s", getattr(plan, "plan_time_s", None))

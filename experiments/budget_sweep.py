@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile-budget", type=float, default=0.5)
     ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads per worker (1 keeps times steady on a shared machine)")
     ap.add_argument("--timeout", type=float, default=1800.0)
     ap.add_argument("--out-dir", default="results/experiments")
     ap.add_argument("--dry-run", action="store_true", help="print the runs and exit")
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
                 "workload": {"source": "zoo", "model": m, "profile": args.profile},
                 "device": args.device, "seed": args.seed, "warmup": args.warmup,
                 "steps": args.steps, "budget": 0.5 if b is None else b,
-                "compile_budget": args.compile_budget, "threads": None}
+                "compile_budget": args.compile_budget, "threads": args.threads}
         r = run_worker(spec, args.timeout)
         rows.append(_row(m, mode, b, r))
         print(f"[{i}/{len(runs)}] {m} {mode} {'' if b is None else b}: {r.status}",

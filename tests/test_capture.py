@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from tests._capture_checks import assert_unchanged, eager_vs_captured, meta_bytes, snapshot
 from tests._capture_models import DataDependent, KwargsDict, cases
-from tiny_backprop import Captured, CaptureError, capture
+from tiny_backprop import Captured, CaptureError, capture, zoo
 from tiny_backprop.ir import (
     FLAG_ALIAS,
     FLAG_INPLACE,
@@ -201,3 +201,25 @@ def test_export_binds_plain_tensor_attributes_as_constants():
     cap = capture(model, x)
     assert cap.method == "export" and "scale" in cap.param_bindings.values()
     assert torch.equal(cap.run(model, x), model(x))
+
+
+def test_calibrated_cost_model_weights_elementwise_ops() -> None:
+    import importlib
+
+    capi = importlib.import_module("tiny_backprop.capture.api")
+    w = zoo.build("gpt2", "small", overrides=dict(batch=1, seq=8))
+    old = capi.COST_MODEL
+    try:
+        costs = {}
+        for cm in ("flops", "calibrated"):
+            capi.COST_MODEL = cm
+            ir = capture(w.model, *w.args).ir
+            costs[cm] = {n.name: n.cost for n in ir.nodes}
+    finally:
+        capi.COST_MODEL = old
+    flops, cal = costs["flops"], costs["calibrated"]
+    assert flops.keys() == cal.keys()
+    assert all(cal[k] >= flops[k] for k in flops)  # never cheaper than FLOPs
+    raised = [k for k in flops if cal[k] > flops[k]]
+    assert raised and any("gelu" in k or "dropout" in k for k in raised)
+    assert all(cal[k] == 0 for k in flops if flops[k] == 0)  # views stay free

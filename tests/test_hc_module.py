@@ -169,6 +169,21 @@ def test_plan_without_recompute_runs_the_plain_forward() -> None:
     tracked = HCModule(w.model, 1.0, track_memory=True)
     tracked(*w.args).backward()
     assert tracked.last_step_stats().measured_peak_bytes > 0
-    hc_small = HCModule(w.model, 0.5)  # recomputes: always through the executor
+    hc_small = HCModule(w.model, 0.5)  # recomputes, through the executor, not counted
+    w.model.zero_grad(set_to_none=True)
+    torch.manual_seed(0)
+    w.model(*w.args).backward()
+    ref = [p.grad.clone() for p in w.model.parameters()]
+    w.model.zero_grad(set_to_none=True)
+    torch.manual_seed(0)
+    hc_small(*w.args).backward()
+    stats = hc_small.last_step_stats()
+    assert stats.measured_peak_bytes is None
+    assert stats.n_recomputes > 0 and stats.predicted_peak_bytes is not None
+    assert all(torch.equal(a, p.grad) for a, p in zip(ref, w.model.parameters()))
+    hc_small.track_memory = True  # switched on between steps: counted from then on
+    w.model.zero_grad(set_to_none=True)
+    torch.manual_seed(0)
     hc_small(*w.args).backward()
     assert hc_small.last_step_stats().measured_peak_bytes > 0
+    assert all(torch.equal(a, p.grad) for a, p in zip(ref, w.model.parameters()))

@@ -87,7 +87,7 @@ def test_bf16_autocast_cpu() -> None:
 
 def test_repeated_steps_hold_no_memory() -> None:
     w = zoo.build("resnet", "small", overrides=dict(batch=2, image=16))
-    hc = HCModule(w.model, 0.5)
+    hc = HCModule(w.model, 0.5, track_memory=True)
     peaks = []
     for _ in range(4):
         hc(*w.args).backward()

@@ -89,10 +89,11 @@ class HCModule(nn.Module):
         max_stages: most stages of the chain (None = the graph analysis default);
             not used by the per-block fallback (one stage per block).
         track_memory: count held activation bytes on every step for
-            `last_step_stats()`. When False (the default) and the plan recomputes
-            nothing (budget at or above the store-all peak), the step is the plain
-            model's forward with no overhead, and `last_step_stats()` reports no
-            measured peak for it.
+            `last_step_stats()` (costs a Python hook per saved tensor). When False (the
+            default) nothing is counted but recomputations: `last_step_stats()` reports
+            no measured peak, and when the plan recomputes nothing (budget at or above
+            the store-all peak) the step is the plain model's forward with no overhead.
+            May be changed between steps.
 
     Raises:
         TypeError: budget/model of a wrong type.
@@ -228,5 +229,6 @@ class HCModule(nn.Module):
             # nothing to recompute: the plan is the model's own forward
             object.__setattr__(self, "_measured", False)
             return self._wrapped(*args, **kwargs)
-        object.__setattr__(self, "_measured", True)
+        object.__setattr__(self, "_measured", self.track_memory)
+        prepared.executor.track = self.track_memory
         return prepared.executor(*args, **kwargs)

@@ -14,6 +14,7 @@ from ..ir import (
     FLAG_OUTPUT,
     FLAG_OUTPUT_SAVED,
     FLAG_PARAM,
+    FLAG_RANDOM,
     GraphIR,
     NodeInfo,
 )
@@ -28,11 +29,60 @@ from .types import Captured
 PATHS = (("symbolic_trace", trace_fx), ("export", trace_export))
 
 
+# Cost of one output element of an op that FlopCounterMode counts no FLOPs for, in
+# FLOP-equivalents (the time of that many matmul FLOPs). FLOPs alone call GELU's tanh,
+# softmax and dropout free, so the planner recomputed them eagerly although on a CPU
+# core they take longer per element than a matmul does per 100 FLOPs. Measured on the
+# 2-core AMD EPYC of this project, torch 2.13 CPU, 1 thread, fp32, 1M elements
+# (a 1024x256x1024 matmul ran at ~40 GFLOP/s): dropout ~490, tanh ~220, tanh-GELU
+# ~140, erf-GELU ~55, softmax ~45, layer_norm ~45, mul ~13, add ~4.
+# Default "flops" (1 per element). "calibrated" (these weights) changed neither the
+# predicted/measured peaks nor, measurably, the step times of zoo gpt2 small/medium at
+# budgets 0.5/0.3/0.15 (results/README.md), so it is opt-in:
+# ``tiny_backprop.capture.api.COST_MODEL = "calibrated"`` before the first step.
+COST_MODEL = "flops"
+RANDOM_ELEMENT_COST = 400.0
+ELEMENT_COSTS = {
+    "tanh": 200.0, "tanh_": 200.0, "gelu": 100.0, "GELU": 100.0, "erf": 60.0, "exp": 60.0,
+    "exp_": 60.0, "log": 60.0, "sigmoid": 60.0, "silu": 60.0, "SiLU": 60.0, "Tanh": 200.0,
+    "Sigmoid": 60.0, "pow": 40.0, "rsqrt": 20.0, "sqrt": 20.0, "_softmax": 50.0,
+    "softmax": 50.0, "_log_softmax": 50.0, "log_softmax": 50.0, "Softmax": 50.0,
+    "native_layer_norm": 50.0, "layer_norm": 50.0, "LayerNorm": 50.0,
+    "_native_batch_norm_legit_functional": 50.0, "_native_batch_norm_legit": 50.0,
+    "native_batch_norm": 50.0, "batch_norm": 50.0, "BatchNorm2d": 50.0,
+    "BatchNorm1d": 50.0, "GroupNorm": 50.0, "native_group_norm": 50.0, "group_norm": 50.0,
+}
+DEFAULT_ELEMENT_COST = 10.0
+
+
+def _base_name(n: torch.fx.Node, gm: torch.nn.Module) -> str:
+    t = n.target
+    if n.op == "call_module" and isinstance(t, str):
+        try:
+            return type(gm.get_submodule(t)).__name__
+        except AttributeError:
+            return t
+    if isinstance(t, torch._ops.OpOverload):
+        return t._schema.name.split("::")[-1]
+    if isinstance(t, torch._ops.OpOverloadPacket):
+        return t._qualified_op_name.split("::")[-1]
+    return str(t) if isinstance(t, str) else getattr(t, "__name__", "")
+
+
+def element_cost(n: torch.fx.Node, gm: torch.nn.Module, flags: int) -> float:
+    """FLOP-equivalents per output element of an op with no counted FLOPs."""
+    if COST_MODEL == "flops":
+        return 1.0
+    if flags & FLAG_RANDOM:
+        return RANDOM_ELEMENT_COST
+    return ELEMENT_COSTS.get(_base_name(n, gm), DEFAULT_ELEMENT_COST)
+
+
 def build_ir(cap: Captured, model: torch.nn.Module, args: tuple, kwargs: dict) -> GraphIR:
     """Measure ``cap.gm`` on the example inputs (one forward with grad) into a GraphIR.
 
-    ``cost`` is the node's FLOPs from FlopCounterMode; where it counts none, the proxy
-    is one unit per output element (0 for aliases/views, placeholders, get_attr and
+    ``cost`` is the node's FLOPs from FlopCounterMode, or, for ops it counts none for,
+    output elements x `element_cost` (0 for aliases/views, placeholders, get_attr and
     the output node).
     """
     flat = cap.flat_args(model, *args, **kwargs)
@@ -64,7 +114,7 @@ def build_ir(cap: Captured, model: torch.nn.Module, args: tuple, kwargs: dict) -
         elif m.flops > 0:
             cost = float(m.flops)
         else:
-            cost = 0.0 if m.alias else float(m.output_elements)
+            cost = 0.0 if m.alias else float(m.output_elements) * element_cost(n, cap.gm, flags)
         infos.append(NodeInfo(
             name=n.name,
             op=n.op,
@@ -76,7 +126,7 @@ def build_ir(cap: Captured, model: torch.nn.Module, args: tuple, kwargs: dict) -
             flags=flags,
             module_path=module_path(n),
         ))
-    return GraphIR(infos, method=cap.method, meta={"cost_unit": "flops"})
+    return GraphIR(infos, method=cap.method, meta={"cost_unit": "flops", "cost_model": COST_MODEL})
 
 
 def capture(model: torch.nn.Module, *example_args: Any, **example_kwargs: Any) -> Captured:

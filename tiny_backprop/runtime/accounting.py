@@ -116,6 +116,32 @@ class Tracker:
                          a.n_recompute, a.n_hold, a.n_unpack)
 
 
+class UntrackedView(Tracker):
+    """A Tracker that counts no holds (HCModule(track_memory=False)).
+
+    It shares `base`'s accountant, so recomputations and unpacks are still counted
+    (``n_recomputes``, ``recompute_seconds``), and `base`'s parameter/buffer exclusions,
+    so model state is still recognised; holds and releases are free no-ops.
+    """
+
+    def __init__(self, base: Tracker) -> None:  # no super().__init__: no accountant of its own
+        self.acct = base.acct
+        self.base = base
+
+    @property
+    def excluded(self) -> set[int]:  # type: ignore[override]
+        return self.base.excluded
+
+    def exclude(self, tensors: list[torch.Tensor]) -> None:
+        self.base.exclude(tensors)
+
+    def hold(self, value: object) -> int:
+        return 0
+
+    def release(self, key: int) -> None:
+        return None
+
+
 class TrackedEnv(dict):
     """The interpreter's value environment: every held activation is counted."""
 

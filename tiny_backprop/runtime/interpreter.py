@@ -8,6 +8,7 @@ right after its last reader, so only what the plan holds stays alive.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -15,7 +16,7 @@ from torch.autograd.graph import saved_tensors_hooks
 from torch.utils import _pytree as pytree
 
 from ..tree import Keep, Region
-from .accounting import TrackedEnv, Tracker
+from .accounting import TrackedEnv, Tracker, UntrackedView
 from .program import KeepStep, Program, compile_program
 from .regions import RegionFrame
 from .split import stage_node_lists
@@ -40,6 +41,11 @@ class Executor:
         topo_order: node indices of the FX graph in the planner's order (None = FX order).
         never_recompute: per stage, True when it must never be in a region.
         tracker: memory accountant bridge (a new one when None).
+
+    Attributes:
+        track: count held activation bytes (default True). When False, holds are not
+            counted (no pack hook on kept stages, no accountant call per value); only
+            recomputations and unpacks are.
     """
 
     def __init__(self, captured: Any, model: torch.nn.Module,
@@ -53,6 +59,8 @@ class Executor:
         stages = stage_node_lists(gm, bounds, topo_order)
         self.program: Program = compile_program(gm, stages, tree, never_recompute)
         self.tracker = tracker if tracker is not None else Tracker()
+        self.untracked = UntrackedView(self.tracker)
+        self.track = True
         nodes = list(gm.graph.nodes)
         self.output_node = nodes[-1]
         if self.output_node.op != "output":
@@ -79,8 +87,8 @@ class Executor:
         tensors += [v for _, v in self.consts if isinstance(v, torch.Tensor)]
         self.tracker.exclude(tensors)
 
-    def _initial_env(self, args: tuple, kwargs: dict) -> TrackedEnv:
-        env = TrackedEnv(self.tracker)
+    def _initial_env(self, args: tuple, kwargs: dict, tracker: Tracker) -> TrackedEnv:
+        env = TrackedEnv(tracker)
         values = self.captured.input_binder(args, kwargs)
         for name, v in zip(self.captured.input_names, values):
             env[name] = v
@@ -92,11 +100,13 @@ class Executor:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Run the forward like ``model(*args, **kwargs)`` under the plan."""
-        env = self._initial_env(args, kwargs)
-        tracker = self.tracker
+        tracker = self.tracker if self.track else self.untracked
+        env = self._initial_env(args, kwargs, tracker)
         env.drop(self.program.free_drop)
+        hooks = (saved_tensors_hooks(tracker.pack, tracker.unpack) if self.track
+                 else nullcontext())
         try:
-            with saved_tensors_hooks(tracker.pack, tracker.unpack):
+            with hooks:
                 for step in self.program.steps:
                     if isinstance(step, KeepStep):
                         step.unit(env)
