@@ -60,10 +60,13 @@ test: build asan lint
 # on a shared machine; override with e.g. make bench BENCH_FLAGS="--steps 10 --trials 3".
 BENCH_MODES := naive checkpoint checkpoint_seq tiny compile_budget
 BENCH_FLAGS ?= --warmup 2 --steps 5 --threads 1
+# Scratch output by default (ignored by git); BENCH_OUT=results rewrites the committed files.
+BENCH_OUT ?= results/tmp
 bench: build
-	$(VPY) -m benchmarks.gpt2 --profile small --modes $(BENCH_MODES) $(BENCH_FLAGS) --export results/bench_gpt2_small.json --no-summary
-	$(VPY) -m benchmarks.transformer --profile small --modes $(BENCH_MODES) $(BENCH_FLAGS) --export results/bench_transformer_small.json --no-summary
-	$(VPY) -m benchmarks.summarize results/bench_gpt2_small.json results/bench_transformer_small.json
+	mkdir -p $(BENCH_OUT)
+	$(VPY) -m benchmarks.gpt2 --profile small --modes $(BENCH_MODES) $(BENCH_FLAGS) --export $(BENCH_OUT)/bench_gpt2_small.json --no-summary
+	$(VPY) -m benchmarks.transformer --profile small --modes $(BENCH_MODES) $(BENCH_FLAGS) --export $(BENCH_OUT)/bench_transformer_small.json --no-summary
+	$(VPY) -m benchmarks.summarize $(BENCH_OUT)/bench_gpt2_small.json $(BENCH_OUT)/bench_transformer_small.json
 
 bench-transformer bench-gpt2 bench-long-context bench-resnet bench-unet: build
 	$(VPY) -m benchmarks.$(subst -,_,$(patsubst bench-%,%,$@)) --profile small
