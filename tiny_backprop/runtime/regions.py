@@ -122,6 +122,10 @@ class RegionFrame:
             self.tracker.release(key)
         self.keys = []
         self.inputs = {}
+        self._drop_recomputed()
+
+    def _drop_recomputed(self) -> None:
+        """Release the recomputed saved tensors and close the sub-regions."""
         for _, key in self.storage.values():
             self.tracker.release(key)
         self.storage = {}
@@ -216,12 +220,7 @@ class RegionFrame:
     def recompute(self) -> None:
         """Re-run the region from its held inputs (children applied again)."""
         t0 = time.perf_counter()
-        for _, key in self.storage.values():
-            self.tracker.release(key)
-        self.storage = {}
-        for sub in self.subs:
-            sub[2].close()
-        self.subs = []
+        self._drop_recomputed()
         rec = Recorder(self)
         with self._replay():
             self._rerun(rec)
