@@ -7,12 +7,12 @@ and step times on a zoo model, interleaved in one process, 1 torch thread.
 from __future__ import annotations
 
 import importlib
-import statistics
 import sys
 import time
 
 import torch
 
+from experiments.tracking_ab import time_interleaved
 from tiny_backprop import HCModule, zoo
 from tiny_backprop.tree import Region
 
@@ -48,15 +48,7 @@ def main(argv: list[str]) -> None:
                       st.predicted_peak_bytes, "top-level regions", n_regions, flush=True)
     finally:
         capi.COST_MODEL = old
-    times: dict[object, list[float]] = {k: [] for k in mods}
-    for i in range(reps):
-        for k in (list(mods) if i % 2 == 0 else list(mods)[::-1]):
-            times[k].append(step(mods[k]))
-    nv = statistics.median(times["naive"])
-    for k, ts in times.items():
-        m = statistics.median(ts)
-        print(k, f"median {m:.4f}s x{m / nv:.3f} "
-                 f"CV {100 * statistics.stdev(ts) / statistics.mean(ts):.1f}%")
+    time_interleaved(mods, step, reps)
 
 
 if __name__ == "__main__":
