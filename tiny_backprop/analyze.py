@@ -1,9 +1,10 @@
-"""``python -m tiny_backprop.analyze``: capture a zoo model and print its memory structure.
+"""``python -m tiny_backprop.analyze``: trace a zoo model and print what the planner sees.
 
-Prints the capture method and node count, the stage chain (per stage: node range,
-first/last op or module path, forward GFLOP, boundary input x_i and saved g_i in MiB),
-the live-frontier profile (sparkline + max per 10% of positions), the store-all peak
-and the lower bound. ``--json`` prints the same data as JSON.
+Prints how the forward was traced (fake or real tensors, ops, module calls, time), the
+per-block chain (per stage: module call, forward GFLOP-equivalents, boundary input x_i
+and saved g_i in MiB), the saved-bytes profile over the forward's ops (sparkline + max
+per 10% of ops) and the plans at a few budgets (predicted peak, recompute cost, regions).
+``--json`` prints the same data as JSON.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ import json
 import sys
 from typing import Any
 
-from .chain import GraphAnalysis, StageChain
-from .ir import GraphIR
+from .blocks import BlockChain
+from .trace.types import Trace
 
 MIB = 1024 * 1024
 _BARS = " ▁▂▃▄▅▆▇█"
+BUDGETS = (1.0, 0.5, 0.3)
 
 
 def bucket_max(values: list[int], buckets: int) -> list[int]:
@@ -41,65 +43,63 @@ def sparkline(values: list[int], width: int = 60) -> str:
     return "".join(_BARS[round(v / top * (len(_BARS) - 1))] for v in maxima)
 
 
-def node_label(ir: GraphIR, index: int, width: int = 28) -> str:
-    """Module path (or op target when at the root) of node ``index``, shortened."""
-    node = ir.nodes[index]
-    label = node.module_path or node.target
-    if node.module_path and node.op != "call_module":
-        label = f"{node.module_path}:{node.target.split('.')[1] if node.target.startswith('aten.') else node.target}"
-    return label if len(label) <= width else "…" + label[-(width - 1):]
+def saved_profile(trace: Trace) -> list[int]:
+    """Cumulative saved activation bytes after each op of the forward (storages once)."""
+    per_op = [0] * max(1, len(trace.ops))
+    seen: set[int] = set()
+    calls = trace.calls
+    # a saved tensor is charged at the op that made its call's last op so far
+    for sid, nbytes, call in trace.saved_order:
+        if sid in seen:
+            continue
+        seen.add(sid)
+        at = calls[call].end_op - 1 if call >= 0 else len(per_op) - 1
+        per_op[min(max(at, 0), len(per_op) - 1)] += nbytes
+    out, total = [], 0
+    for v in per_op:
+        total += v
+        out.append(total)
+    return out
 
 
-def report_data(cap_info: dict[str, Any], ir: GraphIR, analysis: GraphAnalysis,
-                chain: StageChain) -> dict[str, Any]:
-    """Everything the report shows, as plain JSON-able data (bytes, FLOPs)."""
-    stages = []
-    for i, (start, end) in enumerate(chain.bounds):
-        stages.append({
-            "stage": i,
-            "start": start,
-            "end": end,
-            "first": node_label(ir, chain.topo_order[start]) if end > start else "",
-            "last": node_label(ir, chain.topo_order[end - 1]) if end > start else "",
-            "forward_flops": chain.forward_cost[i],
-            "input_bytes": chain.input_bytes[i],
-            "saved_bytes": chain.saved_bytes[i],
-        })
-    return {
-        **cap_info,
-        "nodes": len(ir),
-        "stages": stages,
-        "frontier_bytes_max_per_10pct": bucket_max(analysis.frontier_bytes, 10),
-        "frontier_peak_bytes": max(analysis.frontier_bytes, default=0),
-        "store_all_peak_bytes": analysis.store_all_peak,
-        "lower_bound_bytes": analysis.lower_bound,
-    }
+def report_data(info: dict[str, Any], trace: Trace, chain: BlockChain,
+                plans: list[dict[str, Any]]) -> dict[str, Any]:
+    """Everything the report shows, as plain JSON-able data (bytes, FLOP-equivalents)."""
+    names = ["<pre>"] + [c.path for c in chain.calls] + ["<post>"]
+    stages = [{"stage": i, "call": names[i], "forward_flops": chain.forward_cost[i],
+               "input_bytes": chain.input_bytes[i], "saved_bytes": chain.saved_bytes[i]}
+              for i in range(len(chain))]
+    profile = saved_profile(trace)
+    return {**info, "trace_method": trace.method, "ops": len(trace.ops),
+            "calls": len(trace.calls), "trace_seconds": trace.seconds,
+            "container": chain.container, "stages": stages,
+            "saved_bytes_max_per_10pct": bucket_max(profile, 10),
+            "saved_bytes": trace.saved_bytes, "plans": plans}
 
 
-def format_report(data: dict[str, Any], frontier: list[int]) -> str:
+def format_report(data: dict[str, Any], profile: list[int]) -> str:
     """The human-readable table for ``report_data``'s result."""
     head = f"{data.get('model', '?')} ({data.get('profile', '?')})"
     lines = [
-        f"{head}: captured by {data.get('method', '?')}, {data['nodes']} nodes, "
-        f"{len(data['stages'])} stages",
+        f"{head}: traced on {data['trace_method']} tensors in {data['trace_seconds'] * 1e3:.0f} "
+        f"ms, {data['ops']} ops, {data['calls']} module calls; blocks: "
+        f"{data['container'] or '<top-level calls>'}, {len(data['stages'])} stages",
         "",
-        f"{'stage':>5} {'nodes':>11}  {'first':<28} {'last':<28} {'GFLOP':>9} "
-        f"{'x_i MiB':>9} {'g_i MiB':>9}",
+        f"{'stage':>5}  {'call':<32} {'GFLOP':>9} {'x_i MiB':>9} {'g_i MiB':>9}",
     ]
     for s in data["stages"]:
-        lines.append(
-            f"{s['stage']:>5} {s['start']:>5}:{s['end']:<5}  {s['first']:<28} {s['last']:<28} "
-            f"{s['forward_flops'] / 1e9:>9.3f} {s['input_bytes'] / MIB:>9.2f} "
-            f"{s['saved_bytes'] / MIB:>9.2f}"
-        )
-    buckets = " ".join(f"{b / MIB:.1f}" for b in data["frontier_bytes_max_per_10pct"])
-    lines += [
-        "",
-        f"frontier |{sparkline(frontier)}| peak {data['frontier_peak_bytes'] / MIB:.2f} MiB",
-        f"frontier max per 10% of positions (MiB): {buckets}",
-        f"store-all peak: {data['store_all_peak_bytes'] / MIB:.2f} MiB",
-        f"lower bound:    {data['lower_bound_bytes'] / MIB:.2f} MiB",
-    ]
+        call = s["call"] if len(s["call"]) <= 32 else "…" + s["call"][-31:]
+        lines.append(f"{s['stage']:>5}  {call:<32} {s['forward_flops'] / 1e9:>9.3f} "
+                     f"{s['input_bytes'] / MIB:>9.2f} {s['saved_bytes'] / MIB:>9.2f}")
+    buckets = " ".join(f"{b / MIB:.1f}" for b in data["saved_bytes_max_per_10pct"])
+    lines += ["", f"saved |{sparkline(profile)}| {data['saved_bytes'] / MIB:.2f} MiB in all",
+              f"saved bytes by 10% of ops (MiB): {buckets}", ""]
+    for p in data["plans"]:
+        if "error" in p:
+            lines.append(f"budget {p['budget']}: {p['error']}")
+            continue
+        lines.append(f"budget {p['budget']}: predicted peak {p['predicted_peak_bytes'] / MIB:.2f}"
+                     f" MiB, recompute +{p['recompute_pct']:.1f}%, {p['regions']} regions")
     return "\n".join(lines)
 
 
@@ -109,36 +109,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tiny_backprop.analyze", description=__doc__)
     p.add_argument("--model", choices=MODELS, default="gpt2")
     p.add_argument("--profile", choices=PROFILES, default="small")
-    p.add_argument("--max-stages", type=int, default=None,
-                   help="coarsen into at most this many stages (default: the chain's choice)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    args = p.parse_args(argv)
-    if args.max_stages is not None and args.max_stages < 1:
-        p.error(f"--max-stages must be at least 1, got {args.max_stages}")
-    return args
+    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = parse_args(argv)
-    from . import chain, zoo
-    from .capture import capture
+    from . import zoo
+    from .blocks import block_chain
+    from .errors import BudgetError
+    from .planning import plan_trace
+    from .trace import trace_model
 
     work = zoo.build(args.model, args.profile, seed=args.seed)
-    cap = capture(work.model, *work.args, **work.kwargs)
-    try:
-        analysis = chain.analyze_graph(cap.ir)
-        stages = chain.stage_chain(cap.ir, max_stages=args.max_stages)
-    except NotImplementedError as e:
-        print(f"analyze: graph analysis is not available yet ({e})", file=sys.stderr)
-        return 2
-    info = {"model": args.model, "profile": args.profile, "method": cap.method}
-    data = report_data(info, cap.ir, analysis, stages)
+    trace = trace_model(work.model.train(), work.args, work.kwargs)
+    chain = block_chain(work.model, trace)
+    plans = []
+    for b in BUDGETS:
+        try:
+            mp = plan_trace(work.model, trace, b)
+        except BudgetError as e:
+            plans.append({"budget": b, "error": str(e)})
+            continue
+        cp = mp.chain_plan
+        base = cp.total_cost - cp.recompute_cost
+        plans.append({"budget": b, "predicted_peak_bytes": mp.predicted_peak_bytes,
+                      "recompute_pct": 100.0 * cp.recompute_cost / base if base else 0.0,
+                      "regions": len(mp.regions.regions)})
+    data = report_data({"model": args.model, "profile": args.profile}, trace, chain, plans)
     if args.json:
         print(json.dumps(data, indent=2))
     else:
-        print(format_report(data, analysis.frontier_bytes))
+        print(format_report(data, saved_profile(trace)))
     return 0
 
 

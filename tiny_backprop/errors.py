@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 
-class CaptureError(RuntimeError):
-    """A model could not be captured as a graph by any path of the capture ladder."""
-
-
 class BudgetError(ValueError):
     """No schedule fits in the memory budget.
 

@@ -1,65 +1,50 @@
 """HCModule: a drop-in nn.Module that trains `model` under an activation-memory budget.
 
-On the first training forward for an input signature it captures the model, plans a
-tree of recompute regions for the budget and caches both; later forwards with the same
-signature run the cached plan. In eval mode or under ``torch.no_grad`` it simply calls
-the model.
+Every training step runs the model's own ``forward``. On the first training forward of
+an input signature, one forward is traced on fake tensors (no activation memory), the
+C planner picks recompute regions for the budget and the plan is cached (LRU, a few
+signatures); the runtime applies the regions around the model's module calls. In eval
+mode or under ``torch.no_grad`` it simply calls the model.
 
 The wrapper shares the model's parameter, buffer and submodule tables, so
 ``state_dict()`` has exactly the model's keys, ``load_state_dict`` accepts them, and
-``parameters()`` are the user's own tensors.
+``parameters()`` are the user's own tensors; other attributes (``generate``,
+``config``) reach the model.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
-import numbers
-from dataclasses import dataclass, replace
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Union
 
 import torch
 from torch import nn
 from torch.utils import _pytree as pytree
 
-from .errors import CaptureError
+from .blocks import COST_MODELS
+from .plan import PLANNERS
+from .planning import ModelPlan, check_budget, plan_model
 from .runtime.accounting import StepStats, Tracker
-from .runtime.interpreter import Executor
-from .tree import Region
+from .runtime.eager import EagerRuntime
 
 logger = logging.getLogger("tiny_backprop")
 
 Budget = Union[int, float, str]
-PLANNERS = ("optimal", "store_all", "per_stage", "sqrt", "tree")
-FALLBACKS = (None, "per_block")
+
+#: Input signatures whose plans an HCModule keeps by default (least recently used dropped).
+DEFAULT_MAX_PLANS = 8
 
 
 @dataclass
-class _Prepared:
-    executor: Any
-    plan: Any
-    captured: Any
-
-
-def _capture_model(model: nn.Module, args: tuple, kwargs: dict) -> Any:
-    from .capture.api import RUNTIME_PATHS, capture_in_order
-
-    return capture_in_order(model, args, kwargs, RUNTIME_PATHS)
-
-
-def _make_plan(ir: Any, budget: Budget, planner: str, max_stages: int | None) -> Any:
-    from .plan import plan
-
-    return plan(ir, budget, planner, max_stages=max_stages)
-
-
-def _make_block_plan(profile: Any, budget: Budget, planner: str) -> Any:
-    """Plan the per-block chain ``[pre] + blocks + [post]`` (pre and post always kept)."""
-    from .plan import plan_chain
-
-    p = plan_chain(profile.forward_cost, profile.backward_cost, profile.input_bytes,
-                   profile.saved_bytes, budget, planner=planner, must_keep=profile.must_keep,
-                   transient=True)
-    return replace(p, chain=profile)
+class _Entry:
+    plan: ModelPlan
+    runtime: EagerRuntime
+    check: bool = True  # compare each step with the trace
+    retraced: bool = False  # made after a stale plan was dropped
 
 
 def _leaf_key(v: Any) -> Any:
@@ -68,51 +53,52 @@ def _leaf_key(v: Any) -> Any:
     try:
         hash(v)
     except TypeError:
-        return ("O", type(v).__name__, id(v))
+        return ("O", type(v).__name__)
     return ("V", type(v).__name__, v)
 
 
 class HCModule(nn.Module):
-    """Train `model` with at most `budget` bytes of held activations.
+    """Train `model` holding at most `budget` bytes of activations.
 
     Args:
         model: the model to wrap; it is not copied and not modified.
-        budget: int bytes, a size string ("2GiB", "512MB") or a float in (0, 1], a
-            fraction of the store-all peak.
+        budget: int bytes (>= 4096), a size string ("2GiB", "512MB") or a float in
+            (0, 1]: a fraction of the store-all peak (1.0 keeps everything).
         planner: "optimal" (the C DP) or a baseline: "store_all", "per_stage", "sqrt",
             "tree".
-        fallback: None (raise CaptureError when the model cannot be captured) or
-            "per_block": plan over calls of the model's repeated blocks (the children of
-            its largest nn.ModuleList/nn.Sequential, e.g. ``model.layers``), one stage
-            per block, costs and bytes measured by one profiled forward; recompute
-            regions then span whole block calls. Logged once (logger "tiny_backprop").
-        max_stages: most stages of the chain (None = the graph analysis default);
-            not used by the per-block fallback (one stage per block).
-        track_memory: count held activation bytes on every step for
-            `last_step_stats()` (costs a Python hook per saved tensor). When False (the
-            default) nothing is counted but recomputations: `last_step_stats()` reports
-            no measured peak, and when the plan recomputes nothing (budget at or above
-            the store-all peak) the step is the plain model's forward with no overhead.
-            May be changed between steps.
+        track_memory: count held activation bytes every step for `last_step_stats()`
+            (a Python hook per saved tensor). When False (the default) only packs,
+            unpacks and recomputations inside regions are counted, and a plan with no
+            region runs the plain forward. May be changed between steps.
+        cost_model: how ops are costed for planning: "flops" (FLOPs, 1 per output
+            element for ops without a FLOP formula) or "elements10" (10 per element).
+        max_plans: input signatures whose plans are kept (LRU).
 
     Raises:
-        TypeError: budget/model of a wrong type.
-        ValueError: unknown planner or fallback.
+        TypeError: model or budget of a wrong type.
+        ValueError: a budget that cannot be right (negative, an int under 4096 bytes, a
+            fraction outside (0, 1], a numeric string), an unknown planner or cost model,
+            parameters on the meta device.
     """
 
     def __init__(self, model: nn.Module, budget: Budget, *, planner: str = "optimal",
-                 fallback: str | None = None, max_stages: int | None = None,
-                 track_memory: bool = False) -> None:
+                 track_memory: bool = False, cost_model: str = "flops",
+                 max_plans: int = DEFAULT_MAX_PLANS) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
-        if isinstance(budget, bool) or not isinstance(budget, (numbers.Real, str)):
-            raise TypeError(
-                "budget must be int bytes, a size string like '2GiB' or a float fraction "
-                f"of the store-all peak in (0, 1], not {type(budget).__name__}")
+        check_budget(budget)
         if planner not in PLANNERS:
             raise ValueError(f"planner must be one of {PLANNERS}, got {planner!r}")
-        if fallback not in FALLBACKS:
-            raise ValueError(f"fallback must be None or 'per_block', got {fallback!r}")
+        if cost_model not in COST_MODELS:
+            raise ValueError(f"cost_model must be one of {tuple(COST_MODELS)}, got {cost_model!r}")
+        if isinstance(max_plans, bool) or not isinstance(max_plans, int) or max_plans < 1:
+            raise ValueError(f"max_plans must be an int >= 1, got {max_plans!r}")
+        meta = [n for n, p in model.named_parameters() if p.is_meta]
+        if meta:
+            raise ValueError(
+                f"model has {len(meta)} parameters on the meta device (first: {meta[0]!r}); "
+                "they hold no values to train. Materialise them first, e.g. "
+                "model.to_empty(device='cpu') and load the weights")
         super().__init__()
         # Share the model's tables: same keys, same tensors, .to()/.cuda() reach both.
         self._parameters = model._parameters
@@ -120,17 +106,16 @@ class HCModule(nn.Module):
         self._modules = model._modules
         self._non_persistent_buffers_set = model._non_persistent_buffers_set
         object.__setattr__(self, "_wrapped", model)
-        object.__setattr__(self, "_cache", {})
+        object.__setattr__(self, "_cache", OrderedDict())
         object.__setattr__(self, "_current", None)
-        object.__setattr__(self, "_tracker", Tracker())
-        object.__setattr__(self, "_stale_exclusions", True)
-        self.budget = budget
+        object.__setattr__(self, "_tracker", Tracker(counting=bool(track_memory)))
+        object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "_logged", set())
+        object.__setattr__(self, "_budget", budget)
         self.planner = planner
-        self.fallback = fallback
-        self.max_stages = max_stages
+        self.cost_model = cost_model
+        self.max_plans = max_plans
         self.track_memory = bool(track_memory)
-        object.__setattr__(self, "_measured", False)  # whether the last step was counted
-        object.__setattr__(self, "_fell_back", False)  # the per_block fallback was logged
         self.training = model.training
 
     # -- module plumbing --------------------------------------------------------
@@ -140,10 +125,25 @@ class HCModule(nn.Module):
         """The wrapped model."""
         return self._wrapped
 
-    def _apply(self, fn: Any, recurse: bool = True) -> HCModule:
-        out = super()._apply(fn, recurse)
-        object.__setattr__(self, "_stale_exclusions", True)  # params may have moved
-        return out
+    @property
+    def budget(self) -> Budget:
+        """The budget as given; setting it validates it and drops the cached plans."""
+        return self._budget
+
+    @budget.setter
+    def budget(self, value: Budget) -> None:
+        check_budget(value)
+        object.__setattr__(self, "_budget", value)
+        self._cache.clear()
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            wrapped = self.__dict__.get("_wrapped")
+            if wrapped is None:
+                raise
+            return getattr(wrapped, name)
 
     def train(self, mode: bool = True) -> HCModule:
         """Set train/eval mode on the wrapper and the model."""
@@ -152,83 +152,100 @@ class HCModule(nn.Module):
         return self
 
     @property
-    def plan(self) -> Any:
+    def plan(self) -> ModelPlan | None:
         """The plan of the latest training forward (None before the first)."""
         return None if self._current is None else self._current.plan
 
     def last_step_stats(self) -> StepStats:
         """Measured peak, predicted peak and recompute figures of the last step."""
         plan = self.plan
-        predicted = None if plan is None else int(plan.peak_bytes)
-        stats = self._tracker.stats(predicted)
-        if not self._measured:  # a plain forward (no recompute, track_memory=False)
-            stats = replace(stats, measured_peak_bytes=None)
-        return stats
+        return self._tracker.stats(None if plan is None else plan.predicted_peak_bytes)
+
+    def _log_once(self, key: str, level: int, msg: str, *args: Any) -> None:
+        if key not in self._logged:
+            self._logged.add(key)
+            logger.log(level, msg, *args)
 
     # -- forward ----------------------------------------------------------------
+
+    def _training_kwargs(self, kwargs: dict) -> dict:
+        """Turn HF's KV cache off for the training forward (as HF's checkpointing does)."""
+        model = self._wrapped
+        cfg = getattr(model, "config", None)
+        if cfg is None or not getattr(cfg, "use_cache", False) and not kwargs.get("use_cache"):
+            return kwargs
+        if kwargs.get("use_cache", True) is False:
+            return kwargs
+        try:
+            params = inspect.signature(model.forward).parameters
+        except (TypeError, ValueError):
+            return kwargs
+        if "use_cache" not in params:
+            return kwargs
+        explicit = "use_cache" in kwargs
+        self._log_once("use_cache", logging.WARNING if explicit else logging.INFO,
+                       "tiny_backprop: use_cache=True does not fit recomputation in training "
+                       "(the cache would grow again on recompute); training forwards of %s "
+                       "run with use_cache=False", type(model).__name__)
+        return {**kwargs, "use_cache": False}
 
     def _signature(self, args: tuple, kwargs: dict) -> tuple:
         leaves, spec = pytree.tree_flatten((args, kwargs))
         autocast = tuple((d, torch.is_autocast_enabled(d), torch.get_autocast_dtype(d))
                          for d in ("cpu", "cuda"))
-        return (self.training, str(spec), tuple(_leaf_key(v) for v in leaves), autocast)
+        modes = tuple(m.training for m in self._wrapped.modules())
+        return (str(spec), tuple(_leaf_key(v) for v in leaves), autocast, modes)
 
-    def _prepare(self, args: tuple, kwargs: dict) -> _Prepared:
-        model = self._wrapped
-        try:
-            captured = _capture_model(model, args, kwargs)
-        except CaptureError as err:
-            if self.fallback != "per_block":
-                raise
-            return self._prepare_per_block(args, kwargs, err)
-        plan = _make_plan(captured.ir, self.budget, self.planner, self.max_stages)
-        chain = plan.chain
-        never = list(getattr(chain, "never_recompute", []) or [])
-        executor = Executor(captured, model, chain.bounds, plan.tree,
-                            topo_order=chain.topo_order, never_recompute=never or None,
-                            tracker=self._tracker)
-        return _Prepared(executor, plan, captured)
-
-    def _prepare_per_block(self, args: tuple, kwargs: dict, err: CaptureError) -> _Prepared:
-        """Plan over the model's repeated block calls (``fallback="per_block"``)."""
-        from .capture.blocks import find_blocks, profile_blocks
-        from .runtime.per_block import BlockExecutor
-
-        model = self._wrapped
-        try:
-            container, names, blocks = find_blocks(model)
-        except CaptureError as e:
-            raise CaptureError(f"{e}\n\nGraph capture failed first:\n{err}") from err
-        if not self._fell_back:
-            logger.warning(
-                "tiny_backprop: %s could not be captured as a graph; falling back to "
-                "planning over calls of its %d blocks in %s (fallback='per_block')",
-                type(model).__name__, len(blocks), container or "the model")
-            object.__setattr__(self, "_fell_back", True)
-        profile = profile_blocks(model, args, kwargs, container, names, blocks)
-        plan = _make_block_plan(profile, self.budget, self.planner)
-        executor = BlockExecutor(model, profile.blocks, plan.tree, self._tracker,
-                                 profile.mutating)
-        return _Prepared(executor, plan, profile)
+    def _entry(self, key: tuple, args: tuple, kwargs: dict) -> _Entry:
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is not None:
+                self._cache.move_to_end(key)
+                return entry
+            retraced = key in self.__dict__.get("_dropped", set())
+            plan = plan_model(self._wrapped, args, kwargs, self._budget, self.planner,
+                              self.cost_model)
+            entry = _Entry(plan, EagerRuntime(self._wrapped, plan.regions, self._tracker),
+                           retraced=retraced)
+            self._cache[key] = entry
+            while len(self._cache) > self.max_plans:
+                self._cache.popitem(last=False)
+            return entry
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Like ``model(*args, **kwargs)``; in training with grad, under the plan."""
-        if not (self.training and torch.is_grad_enabled()):
-            return self._wrapped(*args, **kwargs)
+        model = self._wrapped
+        if not (model.training and torch.is_grad_enabled()):
+            return model(*args, **kwargs)
+        kwargs = self._training_kwargs(kwargs)
         key = self._signature(args, kwargs)
-        prepared = self._cache.get(key)
-        if prepared is None:
-            prepared = self._prepare(args, kwargs)
-            self._cache[key] = prepared
-        if self._stale_exclusions or prepared is not self._current:
-            prepared.executor.refresh_exclusions()
-            object.__setattr__(self, "_stale_exclusions", False)
-        object.__setattr__(self, "_current", prepared)
-        self._tracker.start_step()
-        if not self.track_memory and not any(isinstance(n, Region) for n in prepared.plan.tree):
-            # nothing to recompute: the plan is the model's own forward
-            object.__setattr__(self, "_measured", False)
-            return self._wrapped(*args, **kwargs)
-        object.__setattr__(self, "_measured", self.track_memory)
-        prepared.executor.track = self.track_memory
-        return prepared.executor(*args, **kwargs)
+        entry = self._entry(key, args, kwargs)
+        object.__setattr__(self, "_current", entry)
+        tracker = self._tracker
+        tracker.counting = self.track_memory
+        if self.track_memory:
+            tracker.exclude([*model.parameters(), *model.buffers()])
+        tracker.start_step()
+        if not entry.plan.regions and not self.track_memory:
+            return model(*args, **kwargs)  # nothing to recompute: the plain forward
+        out, report = entry.runtime.run(args, kwargs, self.track_memory)
+        if report.stale and entry.check:
+            self._stale(key, entry, report.reason)
+        return out
+
+    def _stale(self, key: tuple, entry: _Entry, reason: str) -> None:
+        """The step differed from the trace: re-trace next step (once per signature)."""
+        if entry.retraced:
+            entry.check = False  # a fresh trace differs too: keep this plan
+            self._log_once(f"stale2:{reason}", logging.INFO,
+                           "tiny_backprop: the eager forward still differs from its trace "
+                           "(%s); keeping the plan (it may cost memory or time, gradients "
+                           "are exact)", reason)
+            return
+        self._log_once("stale", logging.INFO,
+                       "tiny_backprop: the forward differed from its trace (%s); the step "
+                       "was exact, the next step re-traces and re-plans", reason)
+        dropped = self.__dict__.setdefault("_dropped", set())
+        dropped.add(key)
+        with self._lock:
+            self._cache.pop(key, None)

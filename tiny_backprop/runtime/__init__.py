@@ -1,0 +1,1 @@
+"""The eager runtime: recompute regions applied around the model's own module calls."""

@@ -1,0 +1,181 @@
+"""The chain the planner sees, built from a trace: the model's repeated block calls.
+
+The blocks are the children of the nn.ModuleList / nn.Sequential whose children hold the
+most parameters (``model.layers``, HF's ``transformer.h``, ``model.model.layers``); a
+model without one is planned over its top-level submodule calls. The chain is
+``[pre] + block calls + [post]``: ``pre`` is the code before the first block and between
+blocks, ``post`` the code after the last; both are always kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from .runtime.spec import CallRef, RegionSpec, RuntimePlan
+from .trace.types import CallRecord, Trace
+from .tree import Keep, Node, Region
+
+#: FLOP-equivalents charged per output element of an op without a FLOP formula.
+COST_MODELS = {"flops": 1.0, "elements10": 10.0}
+
+
+@dataclass(frozen=True)
+class BlockChain:
+    """The per-block chain of one trace (stage 0 = pre, 1..L = block calls, L+1 = post).
+
+    Attributes:
+        container: qualified name of the container of the blocks ("" = the model's
+            top-level submodules).
+        calls: the block calls, in order (trace records).
+        forward_cost, backward_cost: per stage (FLOP-equivalents; backward = 2x).
+        input_bytes: per stage, x_i: bytes of its tensor inputs (activations, storages
+            once); x_0 = the model's inputs.
+        saved_bytes: per stage, g_i: bytes it saves for backward besides its boundary
+            tensors (a block writing an input in place is charged twice its inputs).
+        must_keep: per stage, True for pre and post.
+        store_all_bytes: held bytes of the trace's store-all step (every saved tensor).
+    """
+
+    container: str
+    calls: tuple[CallRecord, ...]
+    forward_cost: tuple[float, ...]
+    backward_cost: tuple[float, ...]
+    input_bytes: tuple[int, ...]
+    saved_bytes: tuple[int, ...]
+    must_keep: tuple[bool, ...]
+    store_all_bytes: int
+
+    @property
+    def never_recompute(self) -> list[bool]:
+        return list(self.must_keep)
+
+    def __len__(self) -> int:
+        return len(self.forward_cost)
+
+
+def _n_params(m: nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def _top_calls(trace: Trace, paths: set[str]) -> list[CallRecord]:
+    """Calls of `paths` not nested in another call of `paths`, in order."""
+    out: list[CallRecord] = []
+    end = -1
+    for c in trace.calls:
+        if c.index < end:
+            continue
+        if c.path in paths:
+            out.append(c)
+            end = c.end_call
+    return out
+
+
+def find_block_calls(model: nn.Module, trace: Trace) -> tuple[str, list[CallRecord]]:
+    """(container name, block calls): the chain's blocks as seen in the trace."""
+    called = {c.path for c in trace.calls}
+    best: tuple[tuple[int, int, int], str, set[str]] | None = None
+    for name, m in model.named_modules():
+        if not isinstance(m, (nn.ModuleList, nn.Sequential)) or len(m) < 2:
+            continue
+        prefix = f"{name}." if name else ""
+        kids = {prefix + k for k, _ in m.named_children()} & called
+        if len(kids) < 2:
+            continue
+        score = (sum(_n_params(c) for k, c in m.named_children() if prefix + k in kids),
+                 len(kids), -name.count("."))
+        if best is None or score > best[0]:
+            best = (score, name, kids)
+    if best is not None:
+        calls = _top_calls(trace, best[2])
+        if len(calls) >= 2:
+            return best[1], calls
+    root = trace.calls[0] if trace.calls and trace.calls[0].path == "" else None
+    kids = [c for c in trace.calls if root is not None and c.parent == root.index]
+    return "", kids
+
+
+def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops") -> BlockChain:
+    """The chain ``[pre] + blocks + [post]`` of a trace (bytes, FLOP-equivalents)."""
+    weight = COST_MODELS[cost_model]
+    container, calls = find_block_calls(model, trace)
+    n = len(calls)
+    owner: dict[int, int] = {}  # innermost call index -> stage
+    for k, c in enumerate(calls):
+        for i in range(c.index, c.end_call):
+            owner[i] = k + 1
+    cost = [0.0] * (n + 2)
+    for op in trace.ops:
+        st = owner.get(op.call, -1)
+        if st < 0:  # outside the blocks: pre before the last block ends, else post
+            st = n + 1 if n and op.index >= calls[-1].end_op else 0
+        cost[st] += op.flops if op.flops else weight * op.elements
+    # block inputs (and the last block's outputs) are the chain's boundaries x_i; every
+    # other saved storage is charged once, to the stage whose op saved it (code between
+    # blocks to pre), a skip connection saved between blocks included
+    boundary: set[int] = set()
+    for c in calls:
+        boundary.update(c.input_keys)
+    if calls:
+        boundary.update(calls[-1].output_keys)
+    saved = [0] * (n + 2)
+    seen: set[int] = set()
+    for sid, nbytes, call in trace.saved_order:
+        if sid in seen or sid in boundary:
+            continue
+        st = owner.get(call, -1)
+        if st < 0:
+            after_last = n and call >= 0 and call >= calls[-1].end_call
+            st = n + 1 if after_last else 0
+        seen.add(sid)
+        saved[st] += nbytes
+    x = [trace.input_bytes] + [sum(c.input_keys.values()) for c in calls]
+    x.append(sum(calls[-1].output_keys.values()) if calls else trace.output_bytes)
+    for k, c in enumerate(calls):
+        if c.mutates_input:
+            saved[k + 1] += 2 * x[k + 1]
+    return BlockChain(
+        container=container, calls=tuple(calls),
+        forward_cost=tuple(cost), backward_cost=tuple(2.0 * f for f in cost),
+        input_bytes=tuple(x), saved_bytes=tuple(saved),
+        must_keep=(True,) + (False,) * n + (True,),
+        store_all_bytes=trace.input_bytes + trace.saved_bytes)
+
+
+def _occurrences(trace: Trace, scope: list[CallRecord] | None, targets: list[CallRecord]
+                 ) -> list[CallRef]:
+    """CallRefs of `targets` within `scope` (None = the whole forward)."""
+    if scope is None:
+        return [CallRef(t.path, t.occurrence) for t in targets]
+    inside = [c for s in scope for c in trace.calls[s.index:s.end_call]]
+    refs = []
+    for t in targets:
+        occ = sum(1 for c in inside if c.path == t.path and c.index < t.index)
+        refs.append(CallRef(t.path, occ))
+    return refs
+
+
+def regions_of_tree(trace: Trace, chain: BlockChain, tree: tuple[Node, ...] | list[Node]
+                    ) -> RuntimePlan:
+    """The runtime regions of a plan tree over the chain's stages."""
+    def build(nodes: tuple[Node, ...] | list[Node], scope: list[CallRecord] | None
+              ) -> tuple[RegionSpec, ...]:
+        out: list[RegionSpec] = []
+        for node in nodes:
+            if isinstance(node, Keep):
+                continue
+            if not isinstance(node, Region):
+                raise TypeError(f"plan tree: expected Keep or Region, got {type(node).__name__}")
+            if node.start < 1 or node.end - 1 > len(chain.calls):
+                raise ValueError(f"plan tree: Region({node.start}, {node.end}) covers pre "
+                                 "or post, which are never recomputed")
+            calls = list(chain.calls[node.start - 1:node.end - 1])
+            out.append(RegionSpec(
+                calls=tuple(_occurrences(trace, scope, calls)),
+                children=build(node.children, calls),
+                mutating=tuple(c.mutates_input for c in calls),
+                expected_packs=sum(c.n_packs for c in calls)))
+        return tuple(out)
+
+    return RuntimePlan(build(tree, None))

@@ -1,0 +1,107 @@
+"""Op-level keep policy inside a region (selective activation checkpointing, ours).
+
+While a region's calls run in forward, `KeepOps(frame, serve=False)` stores the outputs
+of the ops its spec keeps, matched by (aten op name, occurrence within the region); while
+the region is recomputed, `KeepOps(frame, serve=True)` hands those outputs back instead
+of computing them again. A kept random op also stores the RNG state after it, restored
+when it is served, so the ops after it draw the same numbers. A served output is used
+only if the op's arguments have the shapes and dtypes they had in forward; otherwise the
+op is computed (the result is the same, only slower).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch.utils import _pytree as pytree
+from torch.utils._python_dispatch import TorchDispatchMode
+
+if TYPE_CHECKING:
+    from .accounting import Tracker
+    from .frames import Frame
+
+
+def _signature(args: Any, kwargs: Any) -> tuple:
+    return tuple((tuple(v.shape), v.dtype, v.device) if isinstance(v, torch.Tensor) else type(v)
+                 for v in pytree.tree_leaves((args, kwargs)))
+
+
+class OpStore:
+    """Kept op outputs of one frame: key -> (argument signature, outputs, RNG, holds)."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker = tracker
+        self.items: dict[tuple[str, int], tuple[tuple, Any, Any, list[int]]] = {}
+
+    def put(self, key: tuple[str, int], sig: tuple, out: Any, rng: Any) -> None:
+        detached = pytree.tree_map(
+            lambda v: v.detach() if isinstance(v, torch.Tensor) else v, out)
+        holds = [self.tracker.hold(v) for v in pytree.tree_leaves(detached)
+                 if isinstance(v, torch.Tensor)]
+        self.items[key] = (sig, detached, rng, holds)
+
+    def take(self, key: tuple[str, int], sig: tuple) -> tuple[bool, Any, Any]:
+        hit = self.items.pop(key, None)
+        if hit is None:
+            return False, None, None
+        for k in hit[3]:
+            self.tracker.release(k)
+        if hit[0] != sig:
+            return False, None, None
+        out = pytree.tree_map(lambda v: v.detach() if isinstance(v, torch.Tensor) else v, hit[1])
+        return True, out, hit[2]
+
+    def clear(self) -> None:
+        for _, _, _, holds in self.items.values():
+            for k in holds:
+                self.tracker.release(k)
+        self.items = {}
+
+
+def _rng_after(devices: list[int]) -> tuple:
+    return (torch.get_rng_state(), [(d, torch.cuda.get_rng_state(d)) for d in devices])
+
+
+class _KeepOpsMode(TorchDispatchMode):
+    def __init__(self, frame: Frame, serve: bool) -> None:
+        super().__init__()
+        self.frame = frame
+        self.keep = frame.spec.keep_ops
+        self.serve = serve
+        # counted over all of the region's calls: one dict per run, kept on the frame
+        self.counts = frame.op_counts_serve if serve else frame.op_counts_store
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        name = str(func.overloadpacket)
+        if name.startswith("prim."):
+            return func(*args, **kwargs)
+        occ = self.counts.get(name, 0)
+        self.counts[name] = occ + 1
+        key = (name, occ)
+        if key not in self.keep or func._schema.is_mutable:
+            return func(*args, **kwargs)
+        sig = _signature(args, kwargs)
+        random = torch.Tag.nondeterministic_seeded in func.tags
+        devices = sorted(self.frame.cuda_devices)
+        if self.serve:
+            ok, out, rng = self.frame.ops.take(key, sig)
+            if ok:
+                if rng is not None:
+                    torch.set_rng_state(rng[0])
+                    for d, s in rng[1]:
+                        torch.cuda.set_rng_state(s, d)
+                return out
+            return func(*args, **kwargs)
+        out = func(*args, **kwargs)
+        self.frame.ops.put(key, sig, out, _rng_after(devices) if random else None)
+        return out
+
+
+def KeepOps(frame: Frame, serve: bool) -> Any:  # noqa: N802 - a context manager factory
+    """The keep-ops dispatch mode of `frame` (a no-op context when it keeps no op)."""
+    if not frame.spec.keep_ops:
+        return nullcontext()
+    return _KeepOpsMode(frame, serve)

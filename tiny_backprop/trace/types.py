@@ -1,0 +1,105 @@
+"""What a trace of one eager forward records: ops, module calls, saved tensors (bytes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One aten op of the traced forward.
+
+    Attributes:
+        index: position in the forward (0-based).
+        name: the op's overload packet, e.g. ``"aten.mm"``.
+        call: index of the innermost module call running it (-1: none).
+        occurrence: how many ops of this name ran before it in the whole forward.
+        out_bytes: bytes of output storages new at this op (storages counted once).
+        flops: FLOPs (torch's flop registry), 0 where the registry has no formula.
+        elements: number of output elements.
+        random: the op draws random numbers (``nondeterministic_seeded``).
+        inplace: the op writes one of its inputs (mutable schema).
+        data_dependent: the output's shape depends on values (``data_dependent_output``).
+    """
+
+    index: int
+    name: str
+    call: int
+    occurrence: int
+    out_bytes: int
+    flops: int
+    elements: int
+    random: bool = False
+    inplace: bool = False
+    data_dependent: bool = False
+
+
+@dataclass
+class CallRecord:
+    """One module call of the traced forward.
+
+    Attributes:
+        index: position among calls in the order they started.
+        path: the module's qualified name in the model ("" = the model itself).
+        occurrence: how many calls of this module started before it.
+        parent: index of the enclosing call (-1: none).
+        first_op, end_op: ops ``first_op .. end_op - 1`` ran inside it (nested calls too).
+        input_keys: storage keys of its tensor inputs (activations only) -> bytes.
+        output_keys: storage keys of its tensor outputs (activations only) -> bytes.
+        n_packs: saved tensors packed while it ran (nested calls included).
+        saved: storage key -> bytes of every activation saved while it ran.
+        mutates_input: an op inside it wrote one of its tensor inputs in place.
+        end_call: calls ``index + 1 .. end_call - 1`` are nested inside it.
+    """
+
+    index: int
+    path: str
+    occurrence: int
+    parent: int
+    first_op: int
+    end_op: int = -1
+    input_keys: dict[int, int] = field(default_factory=dict)
+    output_keys: dict[int, int] = field(default_factory=dict)
+    n_packs: int = 0
+    saved: dict[int, int] = field(default_factory=dict)
+    mutates_input: bool = False
+    end_call: int = -1
+
+
+@dataclass
+class Trace:
+    """The record of one forward on fake tensors (or, as a fallback, real tensors).
+
+    Attributes:
+        ops: every aten op in order.
+        calls: every module call in start order.
+        input_bytes: bytes of the forward's tensor inputs (activations, storages once).
+        output_bytes: bytes of the forward's tensor outputs.
+        saved_order: (storage key, bytes, innermost call) of every saved tensor in pack
+            order; parameters and buffers are left out.
+        method: "fake" (FakeTensorMode) or "real" (real tensors, nothing saved kept).
+        seconds: wall time of the trace (seconds).
+    """
+
+    ops: list[OpRecord] = field(default_factory=list)
+    calls: list[CallRecord] = field(default_factory=list)
+    input_bytes: int = 0
+    output_bytes: int = 0
+    saved_order: list[tuple[int, int, int]] = field(default_factory=list)
+    method: str = "fake"
+    seconds: float = 0.0
+
+    @property
+    def saved_bytes(self) -> int:
+        """Bytes of all saved activations (storages counted once)."""
+        return sum(dict((k, b) for k, b, _ in self.saved_order).values())
+
+    def calls_of(self, path: str) -> list[CallRecord]:
+        """The calls of one module, in order."""
+        return [c for c in self.calls if c.path == path]
+
+    def flops_in(self, call: CallRecord, element_weight: float = 1.0) -> float:
+        """Cost of the ops inside `call`: FLOPs plus `element_weight` per output element
+        of ops without a FLOP formula (FLOP-equivalents)."""
+        return sum(op.flops if op.flops else element_weight * op.elements
+                   for op in self.ops[call.first_op:call.end_op])
