@@ -22,6 +22,7 @@ _EXPORTS = {
     "parse_budget": "tiny_backprop.plan",
     "Plan": "tiny_backprop.plan",
     "HCModule": "tiny_backprop.hc_module",
+    "available_activation_bytes": "tiny_backprop.device_memory",
 }
 
 # These functions shadow their submodules' attributes on purpose: importing the package binds
