@@ -121,8 +121,13 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         budget = case["budget"]
         if case["mode"] == "tiny" and budget == "auto":
             from tiny_backprop.device_memory import available_activation_bytes
+            from tiny_backprop.errors import BudgetError
 
-            budget = available_activation_bytes(device, model=model)
+            try:
+                budget = available_activation_bytes(device, model=model)
+            except BudgetError as exc:  # weights + grads alone do not fit: out of memory
+                row.update(status="OOM", detail=f"budget='auto': {str(exc).splitlines()[0]}")
+                return row
         if case["mode"] == "tiny":
             row["budget_bytes"] = budget if isinstance(budget, int) else None
         fn, _ = apply_mode(case["mode"], model, model_name="gpt2", budget=budget)

@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+import torch
 
 from benchmarks import common, lm
 
@@ -82,3 +83,41 @@ def test_progress_with_tqdm_writes_a_line_per_point():
     text = buf.getvalue()
     for i, name in enumerate("abc", 1):
         assert f"[{i}/3] {name}: ok" in text
+
+
+def _tiny_lm(size, context_length, device):
+    from tiny_backprop.zoo import GPT2Decoder
+
+    with torch.device(device):
+        return GPT2Decoder(lm.VOCAB, context_length, 16, 2, 2)
+
+
+def _case(**kw):
+    case = dict(model_size="small", mode="tiny", pass_type="forward_backward", device="cpu",
+                context_length=8, batch_size=1, warmup_steps=0, measure_steps=1,
+                budget="auto", seed=0, sync=True, memory_cap_gib=None)
+    case.update(kw)
+    return case
+
+
+def test_budget_auto_runs_tiny_at_the_available_bytes(monkeypatch):
+    from tiny_backprop import device_memory
+
+    monkeypatch.setattr(lm, "build_model", _tiny_lm)
+    monkeypatch.setattr(device_memory, "available_activation_bytes", lambda dev, model: 10**9)
+    row = lm.run_case(_case())
+    assert row["status"] == "ok", row["detail"]
+    assert row["budget_bytes"] == 10**9 and row["predicted_peak_bytes"] > 0
+
+
+def test_budget_auto_that_does_not_fit_is_an_oom_row(monkeypatch):
+    from tiny_backprop import BudgetError, device_memory
+
+    def nothing_left(dev, model):
+        raise BudgetError("no memory left for activations on cpu: 1 MiB missing.\nmore",
+                          minimum_bytes=1, budget_bytes=-5)
+
+    monkeypatch.setattr(lm, "build_model", _tiny_lm)
+    monkeypatch.setattr(device_memory, "available_activation_bytes", nothing_left)
+    row = lm.run_case(_case())
+    assert row["status"] == "OOM" and row["detail"].endswith("1 MiB missing.")
