@@ -45,7 +45,7 @@ def _train(model: nn.Module, tmp_path, steps: int = 3) -> tuple[list[float], lis
 
 def test_trainer_losses_equal_the_plain_model(tmp_path):
     plain = _gpt2()
-    want_loss, want_norm, _ = _train(plain, tmp_path / "plain")
+    want_loss, want_norm, plain_trainer = _train(plain, tmp_path / "plain")
 
     inner = _gpt2()
     model = hf.enable(inner, budget=0.5)
@@ -59,6 +59,8 @@ def test_trainer_losses_equal_the_plain_model(tmp_path):
     for (name, p), q in zip(plain.named_parameters(), inner.parameters()):
         assert torch.equal(p, q), name
     assert trainer.label_names == ["labels"]
+    # floating_point_ops and num_parameters reach the model: the FLOP count is the same
+    assert trainer.state.total_flos == plain_trainer.state.total_flos > 0
 
 
 def test_wrapper_looks_like_the_model_to_the_trainer(tmp_path, caplog):
