@@ -1,8 +1,9 @@
 """CUDA checks: exact gradients, predicted vs measured peak, RNG replay, bf16, budget="auto".
 
-Run with ``pytest -m cuda`` (scripts/gpu_check.sh does); without a GPU every test here is
-skipped by tests/conftest.py. The `_check_*` helpers take the device so their logic can
-be exercised on the CPU too (``_check_exact(torch.device("cpu"), ...)``).
+Run with ``pytest -m cuda`` (scripts/gpu_check.sh does); without a GPU the tests marked
+cuda are skipped by tests/conftest.py. The `_check_*` helpers take the device, and
+`test_checks_hold_on_cpu` (not marked) runs them on the CPU so that the GPU run does not
+find a broken test.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ import torch
 
 from tiny_backprop import HCModule
 from tiny_backprop.zoo import GPT2Decoder
-
-pytestmark = pytest.mark.cuda
 
 VOCAB, SEQ, D, LAYERS, HEADS, BATCH = 256, 128, 64, 4, 4, 8
 BUDGET = 0.4  # a fraction of the store-all peak: the plan must recompute
@@ -79,14 +78,17 @@ def _check_exact(device: torch.device, dropout: float, autocast: torch.dtype | N
     return hc
 
 
+@pytest.mark.cuda
 def test_exact_gradients_vs_plain_model(cuda):
     _check_exact(cuda, dropout=0.0)
 
 
+@pytest.mark.cuda
 def test_cuda_rng_replay_with_dropout(cuda):
     _check_exact(cuda, dropout=0.1)
 
 
+@pytest.mark.cuda
 def test_bf16_autocast_exact(cuda):
     if not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")
@@ -115,6 +117,7 @@ def _check_peak(device: torch.device) -> tuple[int, int, int]:
     return stats.predicted_peak_bytes, stats.measured_peak_bytes, allocator
 
 
+@pytest.mark.cuda
 def test_predicted_vs_measured_peak_within_10_percent(cuda):
     predicted, measured, allocator = _check_peak(cuda)
     assert predicted and measured
@@ -123,6 +126,7 @@ def test_predicted_vs_measured_peak_within_10_percent(cuda):
     assert abs(allocator - predicted) <= 0.10 * predicted, (allocator, predicted)
 
 
+@pytest.mark.cuda
 def test_budget_auto(cuda):
     from tiny_backprop.device_memory import available_activation_bytes
 
@@ -137,3 +141,10 @@ def test_budget_auto(cuda):
     fits = available_activation_bytes(cuda, model=model)
     predicted = hc.last_step_stats().predicted_peak_bytes
     assert predicted is not None and predicted <= fits
+
+
+def test_checks_hold_on_cpu():
+    cpu = torch.device("cpu")
+    _check_exact(cpu, dropout=0.1, steps=1)
+    predicted, measured, allocator = _check_peak(cpu)
+    assert allocator is None and predicted and abs(measured - predicted) <= 0.10 * predicted
