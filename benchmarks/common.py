@@ -122,19 +122,51 @@ def check_common(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 
 
 class Progress:
-    """One stderr line per finished unit of work, with elapsed time; no dependencies."""
+    """One line per finished unit of work (a point), with elapsed time, on stderr.
 
-    def __init__(self, total: int, stream: Any = None) -> None:
+    With tqdm installed (``pip install 'tiny-backprop[progress]'``) a tqdm bar counts the
+    points and each finished point's line is written above it (``tqdm.write``); without
+    it, plain lines. ``use_tqdm=False`` forces plain lines.
+    """
+
+    def __init__(self, total: int, stream: Any = None, *, use_tqdm: bool | None = None) -> None:
         self.total = total
         self.done = 0
         self.t0 = time.perf_counter()
         self.stream = stream if stream is not None else sys.stderr
+        self._bar: Any = None
+        if use_tqdm is not False:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self._bar = tqdm(total=total, file=self.stream, unit="point", leave=False,
+                                 dynamic_ncols=True)
+
+    def _line(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream, flush=True)
 
     def start(self, label: str) -> None:
-        print(f"[{self.done + 1}/{self.total}] {label} ...", file=self.stream, flush=True)
+        if self._bar is not None:
+            self._bar.set_description_str(label, refresh=True)
+        else:
+            self._line(f"[{self.done + 1}/{self.total}] {label} ...")
 
     def finish(self, label: str, outcome: str) -> None:
         self.done += 1
         el = time.perf_counter() - self.t0
-        print(f"[{self.done}/{self.total}] {label}: {outcome} (elapsed {el:.1f} s)",
-              file=self.stream, flush=True)
+        self._line(f"[{self.done}/{self.total}] {label}: {outcome} (elapsed {el:.1f} s)")
+        if self._bar is not None:
+            self._bar.update(1)
+            if self.done >= self.total:
+                self.close()
+
+    def close(self) -> None:
+        """End the tqdm bar (idempotent; plain lines need nothing)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -23,6 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import Progress  # noqa: E402
 from benchmarks.results import BenchmarkResult  # noqa: E402
 from benchmarks.runner import run_worker  # noqa: E402
 
@@ -93,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
               "sweep asks the planner for its minimum)")
         return 0
     rows = []
-    for i, (m, mode, b) in enumerate(runs, 1):
+    progress = Progress(len(runs))  # one line per point (and a tqdm bar when installed)
+    for m, mode, b in runs:
+        label = f"{m} {mode}" + ("" if b is None else f" budget={b}")
+        progress.start(label)
         spec = {"benchmark": f"budget_sweep_{m}", "mode": mode, "trial": 0, "variant": "",
                 "workload": {"source": "zoo", "model": m, "profile": args.profile},
                 "device": args.device, "seed": args.seed, "warmup": args.warmup,
@@ -101,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                 "compile_budget": args.compile_budget, "threads": args.threads}
         r = run_worker(spec, args.timeout)
         rows.append(_row(m, mode, b, r))
-        print(f"[{i}/{len(runs)}] {m} {mode} {'' if b is None else b}: {r.status}",
-              file=sys.stderr, flush=True)
+        progress.finish(label, r.status)
+    progress.close()
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with (out / "budget_sweep.csv").open("w", newline="", encoding="utf-8") as fh:

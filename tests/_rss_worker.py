@@ -55,7 +55,20 @@ def main() -> None:
     tiny = zoo.build("mlp", "small", overrides=dict(batch=2, d=8, n_layers=2))
     HCModule(tiny.model, 1.0)(*tiny.args).backward()
     out["library_import_bytes"] = _status("VmRSS") - before
-    model = w.model if mode == "naive" else HCModule(w.model, budget)
+    if mode == "auto":  # cap the CPU at `budget` x the store-all activations via reserve=
+        import psutil
+
+        from tiny_backprop import plan_model
+        store_all = plan_model(w.model, w.args, {}, 1.0).predicted_peak_bytes
+        cap = int(budget * store_all)
+        # reserve everything available but the cap and the auto margin
+        avail = psutil.virtual_memory().available
+        margin = int(0.1 * avail) + (64 << 20)
+        out["cap_bytes"] = cap
+        out["store_all_bytes"] = store_all
+        model = HCModule(w.model, "auto", reserve=max(0, avail - margin - cap))
+    else:
+        model = w.model if mode == "naive" else HCModule(w.model, budget)
     if mode == "cycle":
         sizes = [8192, 6144, 4096, 7168, 5120]
         out["steps"] = [step(model, sizes[i % 5], w) for i in range(20)]

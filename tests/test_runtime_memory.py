@@ -57,6 +57,19 @@ def test_cycling_shapes_grows_nothing_after_the_first_cycle() -> None:
     assert max(after[5:]) <= max(after[:5]) + 4 * MIB, after
 
 
+@pytest.mark.slow
+def test_budget_auto_fits_a_cpu_cap_the_plain_step_exceeds() -> None:
+    naive = _worker("naive")["steps"]
+    out = _worker("auto", 0.4)
+    cap = out["cap_bytes"]
+    plain = naive[1]["peak"] - naive[1]["before"]
+    assert plain > cap  # the plain step would not fit under the cap
+    growth = [s["peak"] - s["before"] for s in out["steps"]]
+    # held activations fit the cap; RSS adds the step's transient working set
+    assert max(growth) <= cap + 0.15 * plain, (growth, cap, plain)
+    assert max(growth) < plain
+
+
 def test_repeated_steps_hold_no_memory() -> None:
     w = zoo.build("resnet", "small", overrides=dict(batch=2, image=16))
     hc = HCModule(w.model, 0.5, track_memory=True)

@@ -27,6 +27,7 @@ _EXPORTS = {
     "ModelPlan": "tiny_backprop.planning",
     "plan_model": "tiny_backprop.planning",
     "trace_model": "tiny_backprop.trace",
+    "available_activation_bytes": "tiny_backprop.device_memory",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -73,6 +73,15 @@ class HCModule(nn.Module):
         cost_model: how ops are costed for planning: "flops" (FLOPs, 1 per output
             element for ops without a FLOP formula) or "elements10" (10 per element).
         max_plans: input signatures whose plans are kept (LRU).
+        optimizer: with ``budget="auto"``, the optimizer whose state is still to be
+            created (subtracted from the free memory).
+        reserve: with ``budget="auto"``, bytes to keep free for everything else (data,
+            logits, other models).
+
+    ``budget="auto"`` plans, at the first step of each input signature, for the largest
+    activation budget that fits the model's device after parameters, gradients, the
+    optimizer state, `reserve` and a safety margin (10% of the free bytes + 64 MiB; see
+    `tiny_backprop.device_memory`).
 
     Raises:
         TypeError: model or budget of a wrong type.
@@ -83,7 +92,8 @@ class HCModule(nn.Module):
 
     def __init__(self, model: nn.Module, budget: Budget, *, planner: str = "optimal",
                  track_memory: bool = False, cost_model: str = "flops",
-                 max_plans: int = DEFAULT_MAX_PLANS) -> None:
+                 max_plans: int = DEFAULT_MAX_PLANS, optimizer: Any = None,
+                 reserve: int | None = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         check_budget(budget)
@@ -91,6 +101,9 @@ class HCModule(nn.Module):
             raise ValueError(f"planner must be one of {PLANNERS}, got {planner!r}")
         if cost_model not in COST_MODELS:
             raise ValueError(f"cost_model must be one of {tuple(COST_MODELS)}, got {cost_model!r}")
+        if reserve is not None and (isinstance(reserve, bool) or not isinstance(reserve, int)
+                                    or reserve < 0):
+            raise ValueError(f"reserve must be None or an int >= 0 (bytes), got {reserve!r}")
         if isinstance(max_plans, bool) or not isinstance(max_plans, int) or max_plans < 1:
             raise ValueError(f"max_plans must be an int >= 1, got {max_plans!r}")
         meta = [n for n, p in model.named_parameters() if p.is_meta]
@@ -116,6 +129,8 @@ class HCModule(nn.Module):
         self.cost_model = cost_model
         self.max_plans = max_plans
         self.track_memory = bool(track_memory)
+        object.__setattr__(self, "_optimizer", optimizer)
+        self.reserve = reserve
         self.training = model.training
 
     # -- module plumbing --------------------------------------------------------
@@ -203,14 +218,43 @@ class HCModule(nn.Module):
                 self._cache.move_to_end(key)
                 return entry
             retraced = key in self.__dict__.get("_dropped", set())
-            plan = plan_model(self._wrapped, args, kwargs, self._budget, self.planner,
-                              self.cost_model)
+            plan = self._plan(args, kwargs)
             entry = _Entry(plan, EagerRuntime(self._wrapped, plan.regions, self._tracker),
                            retraced=retraced)
             self._cache[key] = entry
             while len(self._cache) > self.max_plans:
                 self._cache.popitem(last=False)
             return entry
+
+    def _plan(self, args: tuple, kwargs: dict) -> ModelPlan:
+        budget = self._budget
+        if not (isinstance(budget, str) and budget.strip().lower() == "auto"):
+            return plan_model(self._wrapped, args, kwargs, budget, self.planner,
+                              self.cost_model)
+        from .device_memory import available_activation_bytes
+        from .errors import BudgetError
+
+        model = self._wrapped
+        first = next(iter(model.parameters()), None)
+        if first is None:
+            first = next((v for v in pytree.tree_leaves((args, kwargs))
+                          if isinstance(v, torch.Tensor)), None)
+        device = first.device if first is not None else torch.device("cpu")
+        avail = available_activation_bytes(device, model=model, optimizer=self._optimizer,
+                                           reserve=self.reserve)
+        try:
+            plan = plan_model(model, args, kwargs, avail, self.planner, self.cost_model,
+                              budget_bytes=avail)
+        except BudgetError as e:
+            raise BudgetError(
+                f"budget='auto': {avail} bytes of activations fit on {device} after the "
+                f"model, its training state and the margin, but the smallest plan needs "
+                f"{e.minimum_bytes} bytes ({e.minimum_bytes - avail} bytes missing): "
+                "free memory, use smaller inputs, or give a smaller reserve=",
+                minimum_bytes=e.minimum_bytes, budget_bytes=avail) from e
+        self._log_once(f"auto:{avail}", logging.INFO,
+                       "tiny_backprop: budget='auto' planned for %d bytes on %s", avail, device)
+        return plan
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """Like ``model(*args, **kwargs)``; in training with grad, under the plan."""
