@@ -262,3 +262,26 @@ def test_trace_leaves_the_model_as_it_was() -> None:
         assert torch.equal(v, before[k]), k
     assert all(m.training for m in model.modules())
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_memory_timeline_follows_the_step() -> None:
+    from tiny_backprop.timeline import plot_timeline
+
+    w = _build("gpt2")
+    hc = HCModule(w.model, 0.5, track_memory=True)
+    hc(*w.args, **w.kwargs).backward()
+    tl = hc.memory_timeline()
+    kinds = [e.kind for e in tl]
+    assert kinds[0] == "forward_start" and kinds[-1] == "step_end"
+    assert "region_forward" in kinds and "recompute" in kinds and "backward" in kinds
+    peak = max(e.measured_bytes for e in tl)
+    assert peak <= hc.last_step_stats().measured_peak_bytes
+    assert tl[-1].measured_bytes == 0 and tl[-1].predicted_bytes == hc.plan.predicted_peak_bytes
+    n_regions = len(hc.plan.regions.regions)
+    assert kinds.count("recompute") == 2 * n_regions
+    pytest.importorskip("matplotlib")
+    fig = plot_timeline(tl, budget_bytes=hc.plan.budget_bytes)
+    assert fig is not None
+    hc.track_memory = False
+    hc(*w.args, **w.kwargs).backward()
+    assert hc.memory_timeline() == []

@@ -111,6 +111,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", choices=PROFILES, default="small")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--timeline", metavar="PNG", default=None,
+                   help="also run one tracked step at --budget and draw its memory timeline")
+    p.add_argument("--budget", type=float, default=0.5,
+                   help="fraction of the store-all peak for --timeline (default 0.5)")
     return p.parse_args(argv)
 
 
@@ -143,6 +147,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(data, indent=2))
     else:
         print(format_report(data, saved_profile(trace)))
+    if args.timeline:
+        from .hc_module import HCModule
+        from .timeline import plot_timeline
+
+        hc = HCModule(work.model, args.budget, track_memory=True)
+        out = hc(*work.args, **work.kwargs)
+        (out if out.dim() == 0 else out.float().pow(2).mean()).backward()
+        plot_timeline(hc.memory_timeline(), args.timeline, budget_bytes=hc.plan.budget_bytes,
+                      title=f"{args.model} ({args.profile}), budget {args.budget}")
+        print(f"timeline: {args.timeline}", file=sys.stderr)
     return 0
 
 

@@ -58,6 +58,8 @@ class _Saved:
 
     def __del__(self) -> None:
         self.tracker.release(self.key)
+        if self.key:
+            self.tracker.event("backward")
 
 
 class Tracker:
@@ -74,6 +76,12 @@ class Tracker:
         self.excluded: set[int] = set()  # storage ids of parameters and buffers
         self.n_packs = 0
         self.n_unpacks = 0
+        self.events: list[tuple[str, str, int]] = []  # (kind, region, held bytes) if counting
+
+    def event(self, kind: str, region: str = "") -> None:
+        """Record a timeline event with the bytes held now (only while counting)."""
+        if self.counting:
+            self.events.append((kind, region, self.acct.live_bytes))
 
     def exclude(self, tensors: list[torch.Tensor]) -> None:
         """Never count these tensors' storages (parameters, buffers)."""
@@ -108,7 +116,9 @@ class Tracker:
         """Saved-tensor pack hook outside regions: keep the tensor detached, count it."""
         self.n_packs += 1
         d = t.detach()
-        return _Saved(d, self.hold(d), self)
+        saved = _Saved(d, self.hold(d), self)
+        self.event("pack")
+        return saved
 
     def unpack(self, packed: _Saved) -> torch.Tensor:
         """Saved-tensor unpack hook matching `pack`."""
@@ -124,6 +134,8 @@ class Tracker:
         self.acct.reset_peak()
         self.n_packs = 0
         self.n_unpacks = 0
+        self.events = []
+        self.event("forward_start")
 
     def stats(self, predicted: int | None) -> StepStats:
         """Figures of the step measured since `start_step`."""

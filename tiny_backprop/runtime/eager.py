@@ -167,11 +167,14 @@ class EagerRuntime:
         frame.add_call(path, args, kwargs)
         pack, unpack = scope.hooks_for(frame)
         scope.inside += 1
+        label = frame.spec.label()
+        self.tracker.event("region_forward", label)
         try:
             with frame.original(pack, unpack):
                 out = orig(*args, **kwargs)
         finally:
             scope.inside -= 1
+            self.tracker.event("region_forward", label)
         frame.after_call(out)
         if frame.complete:
             scope.open = None

@@ -290,6 +290,7 @@ class Frame:
                                "before backward used it (backward through it twice needs "
                                "retain_graph=True)")
         t0 = time.perf_counter()
+        self.tracker.event("recompute", self.spec.label())
         self._drop_recomputed()
         self.op_counts_serve = {}
         rec = Recorder(self)
@@ -319,6 +320,7 @@ class Frame:
         for sub_id, n in rec.sub_counts.items():
             self.sub_pending[sub_id] = n
         self.tracker.recompute(rec.stored_bytes, time.perf_counter() - t0)
+        self.tracker.event("recompute", self.spec.label())
 
 
 class Recorder:
