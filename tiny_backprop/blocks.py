@@ -156,9 +156,12 @@ def _occurrences(trace: Trace, scope: list[CallRecord] | None, targets: list[Cal
     return refs
 
 
-def regions_of_tree(trace: Trace, chain: BlockChain, tree: tuple[Node, ...] | list[Node]
-                    ) -> RuntimePlan:
-    """The runtime regions of a plan tree over the chain's stages."""
+def regions_of_tree(trace: Trace, chain: BlockChain, tree: tuple[Node, ...] | list[Node],
+                    kept_ops: set[int] | None = None) -> RuntimePlan:
+    """The runtime regions of a plan tree over the chain's stages; top-level regions
+    keep the outputs of the trace ops `kept_ops` inside their calls."""
+    from .options import region_keep_keys
+
     def build(nodes: tuple[Node, ...] | list[Node], scope: list[CallRecord] | None
               ) -> tuple[RegionSpec, ...]:
         out: list[RegionSpec] = []
@@ -171,9 +174,12 @@ def regions_of_tree(trace: Trace, chain: BlockChain, tree: tuple[Node, ...] | li
                 raise ValueError(f"plan tree: Region({node.start}, {node.end}) covers pre "
                                  "or post, which are never recomputed")
             calls = list(chain.calls[node.start - 1:node.end - 1])
+            keep = (region_keep_keys(trace, calls, kept_ops) if kept_ops and scope is None
+                    else frozenset())
             out.append(RegionSpec(
                 calls=tuple(_occurrences(trace, scope, calls)),
                 children=build(node.children, calls),
+                keep_ops=keep,
                 mutating=tuple(c.mutates_input for c in calls),
                 expected_packs=sum(c.n_packs for c in calls)))
         return tuple(out)

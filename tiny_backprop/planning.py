@@ -16,6 +16,7 @@ from typing import Any, Union
 from torch import nn
 
 from .blocks import COST_MODELS, BlockChain, block_chain, regions_of_tree
+from .options import KeepItem, choose, items_for, top_kept_blocks
 from .plan import PLANNERS, Plan, format_bytes, parse_budget, plan_chain
 from .runtime.spec import RuntimePlan
 from .trace import Trace, trace_model
@@ -74,6 +75,7 @@ class ModelPlan:
         regions: the module-call regions the runtime applies.
         trace_seconds, plan_seconds: time spent tracing and planning (seconds).
         trace_method: "fake" or "real" (see `tiny_backprop.trace`).
+        kept_ops, kept_bytes: op outputs the regions keep, and their bytes.
     """
 
     chain_plan: Plan
@@ -81,6 +83,8 @@ class ModelPlan:
     trace_seconds: float
     plan_seconds: float
     trace_method: str
+    kept_ops: int = 0
+    kept_bytes: int = 0
 
     @property
     def chain(self) -> BlockChain:
@@ -114,29 +118,82 @@ class ModelPlan:
     def __str__(self) -> str:
         lines = [str(self.chain_plan), f"  blocks: {self.chain.container or '<top-level calls>'} "
                  f"({len(self.chain.calls)} calls); traced on {self.trace_method} tensors in "
-                 f"{self.trace_seconds * 1e3:.0f} ms, planned in {self.plan_seconds * 1e3:.1f} ms"]
+                 f"{self.trace_seconds * 1e3:.0f} ms, planned in {self.plan_seconds * 1e3:.1f} ms"
+                 + (f"; regions keep {self.kept_ops} op outputs ({format_bytes(self.kept_bytes)})"
+                    if self.kept_ops else "")]
         for r in self.regions.regions:
             lines.append(f"  region {r.label()}" + (f" ({len(r.children)} nested)"
                                                     if r.children else ""))
         return "\n".join(lines)
 
 
+#: Shares of the slack (budget minus the chain's minimum) that the two-level search
+#: gives up at the block level so that kept op outputs can use them.
+SLACK_SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def _chain_plan(chain: BlockChain, budget: Budget | int, planner: str) -> Plan:
+    return plan_chain(list(chain.forward_cost), list(chain.backward_cost),
+                      list(chain.input_bytes), list(chain.saved_bytes), budget,
+                      planner=planner, must_keep=list(chain.must_keep), transient=True)
+
+
+def _two_level(trace: Trace, chain: BlockChain, budget_bytes: int, weight: float,
+               base: Plan) -> tuple[Plan, list[KeepItem]]:
+    """The chain plan and kept op outputs with the least total cost within the budget."""
+    from .errors import BudgetError
+
+    best: tuple[float, Plan, list[KeepItem]] = (base.total_cost, base, [])
+    try:
+        minimum = int(_chain_plan(chain, 0, "optimal").peak_bytes)
+    except BudgetError as e:
+        minimum = e.minimum_bytes
+    for share in SLACK_SHARES:
+        b = int(budget_bytes - share * max(0, budget_bytes - minimum))
+        try:
+            p = base if share == 0.0 else _chain_plan(chain, max(b, minimum), "optimal")
+        except BudgetError:
+            continue
+        if p.peak_bytes > budget_bytes:
+            continue
+        items = items_for(trace, chain, top_kept_blocks(p.tree), weight)
+        kept = choose(items, budget_bytes - int(p.peak_bytes))
+        total = p.total_cost - sum(k.cost for k in kept)
+        if total < best[0] - 1e-9 * max(1.0, abs(best[0])):
+            best = (total, p, kept)
+    return best[1], best[2]
+
+
 def plan_trace(model: nn.Module, trace: Trace, budget: Budget, planner: str = "optimal",
-               cost_model: str = "flops", budget_bytes: int | None = None) -> ModelPlan:
-    """Plan a trace for `budget` (or exactly `budget_bytes` when given)."""
+               cost_model: str = "flops", budget_bytes: int | None = None,
+               keep_ops: bool = True) -> ModelPlan:
+    """Plan a trace for `budget` (or exactly `budget_bytes` when given).
+
+    With ``planner="optimal"`` and `keep_ops`, regions may also keep chosen op outputs
+    (`tiny_backprop.options`): the plan's predicted peak then includes every kept byte
+    and its recompute cost excludes the kept ops.
+    """
     if planner not in PLANNERS:
         raise ValueError(f"planner must be one of {PLANNERS}, got {planner!r}")
     if cost_model not in COST_MODELS:
         raise ValueError(f"cost_model must be one of {tuple(COST_MODELS)}, got {cost_model!r}")
     t0 = time.perf_counter()
     chain = block_chain(model, trace, cost_model)
-    p = plan_chain(list(chain.forward_cost), list(chain.backward_cost),
-                   list(chain.input_bytes), list(chain.saved_bytes),
-                   budget if budget_bytes is None else int(budget_bytes), planner=planner,
-                   must_keep=list(chain.must_keep), transient=True)
+    p = _chain_plan(chain, budget if budget_bytes is None else int(budget_bytes), planner)
+    kept: list[KeepItem] = []
+    if keep_ops and planner == "optimal" and p.recompute_cost > 0:
+        asked = int(p.budget_bytes)
+        p, kept = _two_level(trace, chain, asked, COST_MODELS[cost_model], p)
+        p = replace(p, budget_bytes=asked)
+        if kept:
+            saved = sum(k.cost for k in kept)
+            p = replace(p, peak_bytes=int(p.peak_bytes) + sum(k.nbytes for k in kept),
+                        total_cost=p.total_cost - saved,
+                        recompute_cost=max(0.0, p.recompute_cost - saved))
     p = replace(p, chain=chain)
-    regions = regions_of_tree(trace, chain, p.tree)
-    return ModelPlan(p, regions, trace.seconds, time.perf_counter() - t0, trace.method)
+    regions = regions_of_tree(trace, chain, p.tree, {k.op for k in kept})
+    return ModelPlan(p, regions, trace.seconds, time.perf_counter() - t0, trace.method,
+                     len(kept), sum(k.nbytes for k in kept))
 
 
 def plan_model(model: nn.Module, args: tuple, kwargs: dict, budget: Budget,

@@ -1,0 +1,95 @@
+"""Op-level options inside recomputed blocks: which op outputs a region keeps.
+
+A block inside a recompute region normally re-runs every op on backward. Keeping the
+output of an op in forward (the runtime's op-level keep policy, `runtime.keep_ops`)
+saves that op's recompute cost and holds its output bytes from the block's forward until
+the region is recomputed. Ops with a large cost per byte (matmuls: q, k, v, the MLP's
+projections) are the ones worth keeping; softmax, dropout and GELU outputs are large and
+cheap.
+
+`plan_with_kept_ops` is a two-level planner: the C chain DP over blocks at a budget lowered
+by a share of the slack, then the bytes left up to the budget spent on kept op outputs
+of the blocks recomputed by top-level regions, best cost per byte first (a fractional-
+knapsack greedy over all such ops), keeping the combination with the least total cost.
+Its predicted peak is the chain plan's peak plus every kept byte (all held at once at
+most), so it never exceeds the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .blocks import BlockChain
+from .trace.types import CallRecord, OpRecord, Trace
+from .tree import Keep, Node, Region
+
+
+@dataclass(frozen=True)
+class KeepItem:
+    """One op output a region may keep: which block call, which op, bytes, cost saved."""
+
+    call: int  # trace call index of the block
+    op: int  # trace op index
+    nbytes: int
+    cost: float
+
+
+def op_cost(op: OpRecord, element_weight: float) -> float:
+    """Cost of one op in FLOP-equivalents (the chain's unit)."""
+    return float(op.flops) if op.flops else element_weight * op.elements
+
+
+def keepable(trace: Trace, call: CallRecord, element_weight: float) -> list[KeepItem]:
+    """Ops of a block call whose outputs the runtime may keep (new storage, not in
+    place, not data-dependent), with their bytes and recompute cost."""
+    out = []
+    for op in trace.ops[call.first_op:call.end_op]:
+        if op.inplace or op.data_dependent or op.out_bytes <= 0:
+            continue
+        c = op_cost(op, element_weight)
+        if c > 0:
+            out.append(KeepItem(call.index, op.index, op.out_bytes, c))
+    return out
+
+
+def top_kept_blocks(tree: tuple[Node, ...] | list[Node]) -> list[int]:
+    """Stages that are direct Keep children of top-level regions (recomputed once)."""
+    out: list[int] = []
+    for node in tree:
+        if isinstance(node, Region):
+            out.extend(c.stage for c in node.children if isinstance(c, Keep))
+    return out
+
+
+def choose(items: list[KeepItem], capacity: int) -> list[KeepItem]:
+    """Items by cost per byte, best first, while their bytes fit `capacity`."""
+    chosen, used = [], 0
+    for it in sorted(items, key=lambda i: (-i.cost / i.nbytes, i.op)):
+        if used + it.nbytes <= capacity:
+            chosen.append(it)
+            used += it.nbytes
+    return chosen
+
+
+def region_keep_keys(trace: Trace, calls: list[CallRecord], ops: set[int]
+                     ) -> frozenset[tuple[str, int]]:
+    """(op name, occurrence within the region) of trace ops `ops` in a region's calls."""
+    counts: dict[str, int] = {}
+    keys = set()
+    for c in calls:
+        for op in trace.ops[c.first_op:c.end_op]:
+            occ = counts.get(op.name, 0)
+            counts[op.name] = occ + 1
+            if op.index in ops:
+                keys.add((op.name, occ))
+    return frozenset(keys)
+
+
+def items_for(trace: Trace, chain: BlockChain, stages: list[int],
+              element_weight: float) -> list[KeepItem]:
+    """Keepable ops of the chain's block stages `stages` (1-based over blocks)."""
+    out: list[KeepItem] = []
+    for st in stages:
+        if 1 <= st <= len(chain.calls):
+            out.extend(keepable(trace, chain.calls[st - 1], element_weight))
+    return out
