@@ -302,3 +302,42 @@ def test_two_level_plan_keeps_matmul_outputs_within_the_budget() -> None:
     assert two.recompute_cost < plain.recompute_cost
     names = {k[0] for r in two.regions.regions for k in r.keep_ops}
     assert names & {"aten.mm", "aten.addmm", "aten.bmm"}, names
+
+
+@pytest.mark.parametrize("budget", [0.6, 0.4])
+def test_measured_costs_plan_exactly(budget, tmp_path) -> None:
+    w = zoo.build("gpt2", "small")
+    cache = tmp_path / "costs.json"
+    hc = assert_exact(w.model.train(), lambda i: (w.args, w.kwargs), budget,
+                      cost_model="measured", cost_cache=cache)
+    assert hc.plan.regions and cache.exists()
+    import json
+    times = json.loads(cache.read_text())
+    assert times and all(v >= 0 for v in times.values())
+
+
+def test_kept_in_place_random_op_replays_its_mask() -> None:
+    w = zoo.build("gpt2", "small")
+    model = w.model.train()
+    import copy
+    ref = copy.deepcopy(model)
+    hc = HCModule(model, 1.0, track_memory=True)
+    # keep every dropout mask (bernoulli_ writes in place) and the first matmul
+    keep = frozenset({("aten.bernoulli_", k) for k in range(3)} | {("aten.addmm", 0)})
+    torch.manual_seed(0)
+    loss_of(hc(*w.args)).backward()
+    entry = next(iter(hc._cache.values()))
+    from tiny_backprop.runtime.eager import EagerRuntime
+    entry.runtime = EagerRuntime(model, RuntimePlan((RegionSpec(
+        calls=(CallRef("blocks.0"), CallRef("blocks.1")), keep_ops=keep),)), hc._tracker)
+    entry.check = False
+    model.zero_grad()
+    torch.manual_seed(3)
+    loss = loss_of(hc(*w.args))
+    loss.backward()
+    torch.manual_seed(3)
+    loss_ref = loss_of(ref(*w.args))
+    loss_ref.backward()
+    assert torch.equal(loss, loss_ref)
+    for (k, a), b in zip(model.named_parameters(), ref.parameters()):
+        assert torch.equal(a.grad, b.grad), k

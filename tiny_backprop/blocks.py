@@ -17,8 +17,9 @@ from .runtime.spec import CallRef, RegionSpec, RuntimePlan
 from .trace.types import CallRecord, Trace
 from .tree import Keep, Node, Region
 
-#: FLOP-equivalents charged per output element of an op without a FLOP formula.
-COST_MODELS = {"flops": 1.0, "elements10": 10.0}
+#: FLOP-equivalents charged per output element of an op without a FLOP formula
+#: ("measured": op times in seconds on the device, `tiny_backprop.costs`).
+COST_MODELS = {"flops": 1.0, "elements10": 10.0, "measured": 0.0}
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,10 @@ def find_block_calls(model: nn.Module, trace: Trace) -> tuple[str, list[CallReco
     return "", kids
 
 
-def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops") -> BlockChain:
-    """The chain ``[pre] + blocks + [post]`` of a trace (bytes, FLOP-equivalents)."""
+def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
+                op_costs: list[float] | None = None) -> BlockChain:
+    """The chain ``[pre] + blocks + [post]`` of a trace (bytes; FLOP-equivalents, or
+    the unit of `op_costs`, per op index, when given)."""
     weight = COST_MODELS[cost_model]
     container, calls = find_block_calls(model, trace)
     n = len(calls)
@@ -110,7 +113,8 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops") -> Bl
         st = owner.get(op.call, -1)
         if st < 0:  # outside the blocks: pre before the last block ends, else post
             st = n + 1 if n and op.index >= calls[-1].end_op else 0
-        cost[st] += op.flops if op.flops else weight * op.elements
+        cost[st] += (op_costs[op.index] if op_costs is not None
+                     else op.flops if op.flops else weight * op.elements)
     # block inputs (and the last block's outputs) are the chain's boundaries x_i; every
     # other saved storage is charged once, to the stage whose op saved it (code between
     # blocks to pre), a skip connection saved between blocks included

@@ -71,7 +71,11 @@ class HCModule(nn.Module):
             unpacks and recomputations inside regions are counted, and a plan with no
             region runs the plain forward. May be changed between steps.
         cost_model: how ops are costed for planning: "flops" (FLOPs, 1 per output
-            element for ops without a FLOP formula) or "elements10" (10 per element).
+            element for ops without a FLOP formula; deterministic), "elements10" (10 per
+            element) or "measured" (each distinct op timed once on the device, seconds;
+            see `tiny_backprop.costs`).
+        cost_cache: with ``cost_model="measured"``, a JSON file keeping the op times
+            across processes (None: kept in memory for this HCModule only).
         max_plans: input signatures whose plans are kept (LRU).
         optimizer: with ``budget="auto"``, the optimizer whose state is still to be
             created (subtracted from the free memory).
@@ -93,7 +97,7 @@ class HCModule(nn.Module):
     def __init__(self, model: nn.Module, budget: Budget, *, planner: str = "optimal",
                  track_memory: bool = False, cost_model: str = "flops",
                  max_plans: int = DEFAULT_MAX_PLANS, optimizer: Any = None,
-                 reserve: int | None = None) -> None:
+                 reserve: int | None = None, cost_cache: Any = None) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         check_budget(budget)
@@ -130,6 +134,8 @@ class HCModule(nn.Module):
         self.max_plans = max_plans
         self.track_memory = bool(track_memory)
         object.__setattr__(self, "_optimizer", optimizer)
+        from .costs import CostCache
+        object.__setattr__(self, "_costs", CostCache(cost_cache))
         self.reserve = reserve
         self.training = model.training
 
@@ -247,7 +253,7 @@ class HCModule(nn.Module):
         budget = self._budget
         if not (isinstance(budget, str) and budget.strip().lower() == "auto"):
             return plan_model(self._wrapped, args, kwargs, budget, self.planner,
-                              self.cost_model)
+                              self.cost_model, cost_cache=self._costs)
         from .device_memory import available_activation_bytes
         from .errors import BudgetError
 
@@ -261,7 +267,7 @@ class HCModule(nn.Module):
                                            reserve=self.reserve)
         try:
             plan = plan_model(model, args, kwargs, avail, self.planner, self.cost_model,
-                              budget_bytes=avail)
+                              budget_bytes=avail, cost_cache=self._costs)
         except BudgetError as e:
             raise BudgetError(
                 f"budget='auto': {avail} bytes of activations fit on {device} after the "

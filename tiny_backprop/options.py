@@ -39,16 +39,19 @@ def op_cost(op: OpRecord, element_weight: float) -> float:
     return float(op.flops) if op.flops else element_weight * op.elements
 
 
-def keepable(trace: Trace, call: CallRecord, element_weight: float) -> list[KeepItem]:
-    """Ops of a block call whose outputs the runtime may keep (new storage, not in
-    place, not data-dependent), with their bytes and recompute cost."""
+def keepable(trace: Trace, call: CallRecord, element_weight: float,
+             costs: list[float] | None = None) -> list[KeepItem]:
+    """Ops of a block call whose outputs the runtime may keep (a new storage, or an op
+    writing only its first argument; not data-dependent), with their bytes and recompute
+    cost (`costs` per op index when measured, else FLOP-equivalents)."""
     out = []
     for op in trace.ops[call.first_op:call.end_op]:
-        if op.inplace or op.data_dependent or op.out_bytes <= 0:
+        nbytes = op.self_write_bytes if op.inplace else op.out_bytes
+        if op.data_dependent or nbytes <= 0:
             continue
-        c = op_cost(op, element_weight)
+        c = op_cost(op, element_weight) if costs is None else costs[op.index]
         if c > 0:
-            out.append(KeepItem(call.index, op.index, op.out_bytes, c))
+            out.append(KeepItem(call.index, op.index, nbytes, c))
     return out
 
 
@@ -86,10 +89,10 @@ def region_keep_keys(trace: Trace, calls: list[CallRecord], ops: set[int]
 
 
 def items_for(trace: Trace, chain: BlockChain, stages: list[int],
-              element_weight: float) -> list[KeepItem]:
+              element_weight: float, costs: list[float] | None = None) -> list[KeepItem]:
     """Keepable ops of the chain's block stages `stages` (1-based over blocks)."""
     out: list[KeepItem] = []
     for st in stages:
         if 1 <= st <= len(chain.calls):
-            out.extend(keepable(trace, chain.calls[st - 1], element_weight))
+            out.extend(keepable(trace, chain.calls[st - 1], element_weight, costs))
     return out

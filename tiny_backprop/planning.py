@@ -139,7 +139,7 @@ def _chain_plan(chain: BlockChain, budget: Budget | int, planner: str) -> Plan:
 
 
 def _two_level(trace: Trace, chain: BlockChain, budget_bytes: int, weight: float,
-               base: Plan) -> tuple[Plan, list[KeepItem]]:
+               base: Plan, costs: list[float] | None) -> tuple[Plan, list[KeepItem]]:
     """The chain plan and kept op outputs with the least total cost within the budget."""
     from .errors import BudgetError
 
@@ -156,7 +156,7 @@ def _two_level(trace: Trace, chain: BlockChain, budget_bytes: int, weight: float
             continue
         if p.peak_bytes > budget_bytes:
             continue
-        items = items_for(trace, chain, top_kept_blocks(p.tree), weight)
+        items = items_for(trace, chain, top_kept_blocks(p.tree), weight, costs)
         kept = choose(items, budget_bytes - int(p.peak_bytes))
         total = p.total_cost - sum(k.cost for k in kept)
         if total < best[0] - 1e-9 * max(1.0, abs(best[0])):
@@ -166,9 +166,11 @@ def _two_level(trace: Trace, chain: BlockChain, budget_bytes: int, weight: float
 
 def plan_trace(model: nn.Module, trace: Trace, budget: Budget, planner: str = "optimal",
                cost_model: str = "flops", budget_bytes: int | None = None,
-               keep_ops: bool = True) -> ModelPlan:
+               keep_ops: bool = True, cost_cache: Any = None) -> ModelPlan:
     """Plan a trace for `budget` (or exactly `budget_bytes` when given).
 
+    ``cost_model="measured"`` times each distinct op of the trace on the device
+    (`tiny_backprop.costs`, cached in `cost_cache`); costs are then seconds.
     With ``planner="optimal"`` and `keep_ops`, regions may also keep chosen op outputs
     (`tiny_backprop.options`): the plan's predicted peak then includes every kept byte
     and its recompute cost excludes the kept ops.
@@ -178,12 +180,16 @@ def plan_trace(model: nn.Module, trace: Trace, budget: Budget, planner: str = "o
     if cost_model not in COST_MODELS:
         raise ValueError(f"cost_model must be one of {tuple(COST_MODELS)}, got {cost_model!r}")
     t0 = time.perf_counter()
-    chain = block_chain(model, trace, cost_model)
+    costs = None
+    if cost_model == "measured":
+        from .costs import measure
+        costs = measure(trace, cost_cache)
+    chain = block_chain(model, trace, cost_model, costs)
     p = _chain_plan(chain, budget if budget_bytes is None else int(budget_bytes), planner)
     kept: list[KeepItem] = []
     if keep_ops and planner == "optimal" and p.recompute_cost > 0:
         asked = int(p.budget_bytes)
-        p, kept = _two_level(trace, chain, asked, COST_MODELS[cost_model], p)
+        p, kept = _two_level(trace, chain, asked, COST_MODELS[cost_model], p, costs)
         p = replace(p, budget_bytes=asked)
         if kept:
             saved = sum(k.cost for k in kept)
@@ -198,10 +204,10 @@ def plan_trace(model: nn.Module, trace: Trace, budget: Budget, planner: str = "o
 
 def plan_model(model: nn.Module, args: tuple, kwargs: dict, budget: Budget,
                planner: str = "optimal", cost_model: str = "flops",
-               budget_bytes: int | None = None) -> ModelPlan:
+               budget_bytes: int | None = None, cost_cache: Any = None) -> ModelPlan:
     """Trace ``model(*args, **kwargs)`` (no activation memory) and plan it."""
     return plan_trace(model, trace_model(model, args, kwargs), budget, planner, cost_model,
-                      budget_bytes)
+                      budget_bytes, cost_cache=cost_cache)
 
 
 __all__ = ["MIN_INT_BUDGET", "ModelPlan", "check_budget", "format_bytes", "plan_model",

@@ -3,7 +3,9 @@
 While a region's calls run in forward, `KeepOps(frame, serve=False)` stores the outputs
 of the ops its spec keeps, matched by (aten op name, occurrence within the region); while
 the region is recomputed, `KeepOps(frame, serve=True)` hands those outputs back instead
-of computing them again. A kept random op also stores the RNG state after it, restored
+of computing them again (an op writing its first argument in place, such as the
+``bernoulli_`` that draws a dropout mask, keeps a copy of the result and writes it back).
+A kept random op also stores the RNG state after it, restored
 when it is served, so the ops after it draw the same numbers. A served output is used
 only if the op's arguments have the shapes and dtypes they had in forward; otherwise the
 op is computed (the result is the same, only slower).
@@ -60,6 +62,12 @@ class OpStore:
         self.items = {}
 
 
+def _writes_only_self(func: Any) -> bool:
+    from ..trace.tracer import _writes_only_self as check
+
+    return check(func)
+
+
 def _rng_after(devices: list[int]) -> tuple:
     return (torch.get_rng_state(), [(d, torch.cuda.get_rng_state(d)) for d in devices])
 
@@ -81,7 +89,11 @@ class _KeepOpsMode(TorchDispatchMode):
         occ = self.counts.get(name, 0)
         self.counts[name] = occ + 1
         key = (name, occ)
-        if key not in self.keep or func._schema.is_mutable:
+        if key not in self.keep:
+            return func(*args, **kwargs)
+        in_place = func._schema.is_mutable
+        if in_place and not (_writes_only_self(func) and args
+                             and isinstance(args[0], torch.Tensor)):
             return func(*args, **kwargs)
         sig = _signature(args, kwargs)
         random = torch.Tag.nondeterministic_seeded in func.tags
@@ -93,10 +105,14 @@ class _KeepOpsMode(TorchDispatchMode):
                     torch.set_rng_state(rng[0])
                     for d, s in rng[1]:
                         torch.cuda.set_rng_state(s, d)
+                if in_place:  # write the kept result where the op would have
+                    args[0].copy_(out)
+                    return args[0]
                 return out
             return func(*args, **kwargs)
         out = func(*args, **kwargs)
-        self.frame.ops.put(key, sig, out, _rng_after(devices) if random else None)
+        kept = args[0].clone() if in_place else out
+        self.frame.ops.put(key, sig, kept, _rng_after(devices) if random else None)
         return out
 
 

@@ -31,7 +31,10 @@ from torch.utils import _pytree as pytree
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
-from .types import CallRecord, OpRecord, Trace
+from .types import CallRecord, OpRecord, OpSignature, TensorMeta, Trace
+
+_PLAIN = (int, float, bool, str, type(None), torch.dtype, torch.device, torch.memory_format,
+          torch.layout)
 
 logger = logging.getLogger("tiny_backprop")
 
@@ -60,6 +63,17 @@ def _tensors(tree: Any) -> list[torch.Tensor]:
     return [v for v in pytree.tree_leaves(tree) if isinstance(v, torch.Tensor)]
 
 
+def _writes_only_self(func: Any) -> bool:
+    """The op writes its first argument in place, nothing else, and returns it."""
+    args = func._schema.arguments
+    if not args or args[0].alias_info is None or not args[0].alias_info.is_write:
+        return False
+    if any(a.alias_info is not None and a.alias_info.is_write for a in args[1:]):
+        return False
+    rets = func._schema.returns
+    return len(rets) == 1 and rets[0].alias_info is not None
+
+
 class _Recorder(TorchDispatchMode):
     """Dispatch mode + hooks of one trace."""
 
@@ -73,6 +87,7 @@ class _Recorder(TorchDispatchMode):
         self.counts: dict[str, int] = {}
         self.call_counts: dict[str, int] = {}
         self.seen: set[int] = set()
+        self.sig_index: dict[tuple, int] = {}
 
     # -- storages ---------------------------------------------------------------
 
@@ -110,6 +125,10 @@ class _Recorder(TorchDispatchMode):
         tags = getattr(func, "tags", ())
         inplace = bool(func._schema.is_mutable)
         call = self.stack[-1] if self.stack else -1
+        sig = self._signature(func, args, kwargs)
+        self_write = 0
+        if inplace and _writes_only_self(func) and args and isinstance(args[0], torch.Tensor):
+            self_write = self.ids.key(args[0])[1]
         if inplace and self.stack:
             written = self._keys(_tensors(args))
             for c in self.stack:
@@ -120,8 +139,29 @@ class _Recorder(TorchDispatchMode):
             index=len(self.trace.ops), name=name, call=call, occurrence=occ,
             out_bytes=new_bytes, flops=flops, elements=sum(t.numel() for t in outs),
             random=torch.Tag.nondeterministic_seeded in tags, inplace=inplace,
-            data_dependent=torch.Tag.data_dependent_output in tags))
+            data_dependent=torch.Tag.data_dependent_output in tags, sig=sig,
+            self_write_bytes=self_write))
         return out
+
+    def _signature(self, func: Any, args: Any, kwargs: Any) -> int:
+        """Index of this op call's signature (tensors as metadata), -1 if unrecordable."""
+        leaves, spec = pytree.tree_flatten((args, kwargs))
+        metas = []
+        for v in leaves:
+            if isinstance(v, torch.Tensor):
+                metas.append(TensorMeta(tuple(int(d) for d in v.shape), v.dtype,
+                                        str(v.device)))
+            elif isinstance(v, _PLAIN):
+                metas.append(v)
+            else:
+                return -1
+        key = (str(func), tuple(metas), str(spec))
+        idx = self.sig_index.get(key)
+        if idx is None:
+            idx = len(self.trace.signatures)
+            self.sig_index[key] = idx
+            self.trace.signatures.append(OpSignature(func, tuple(metas), spec, key))
+        return idx
 
     # -- saved tensors -------------------------------------------------------------
 

@@ -20,6 +20,10 @@ class OpRecord:
         random: the op draws random numbers (``nondeterministic_seeded``).
         inplace: the op writes one of its inputs (mutable schema).
         data_dependent: the output's shape depends on values (``data_dependent_output``).
+        sig: index of its (op, argument shapes) signature in ``Trace.signatures``.
+        self_write_bytes: for an op that writes only its first argument in place and
+            returns it (``bernoulli_``, ``div_``), that argument's storage bytes (what
+            keeping its result holds); 0 otherwise.
     """
 
     index: int
@@ -32,6 +36,34 @@ class OpRecord:
     random: bool = False
     inplace: bool = False
     data_dependent: bool = False
+    sig: int = -1  # index into Trace.signatures (-1: not recorded)
+    self_write_bytes: int = 0  # an in-place op writing only its first argument: its bytes
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """What a tensor argument looked like: enough to make one of the same kind."""
+
+    shape: tuple[int, ...]
+    dtype: object  # torch.dtype
+    device: str
+
+
+@dataclass(frozen=True)
+class OpSignature:
+    """One distinct op call: the op and its arguments with tensors as `TensorMeta`.
+
+    Attributes:
+        op: the aten OpOverload (callable).
+        leaves: flattened (args, kwargs) with tensors replaced by TensorMeta.
+        spec: the pytree spec to rebuild (args, kwargs).
+        key: hashable identity (op name, leaves).
+    """
+
+    op: object
+    leaves: tuple
+    spec: object
+    key: tuple
 
 
 @dataclass
@@ -78,6 +110,7 @@ class Trace:
         saved_order: (storage key, bytes, innermost call) of every saved tensor in pack
             order; parameters and buffers are left out.
         method: "fake" (FakeTensorMode) or "real" (real tensors, nothing saved kept).
+        signatures: the distinct (op, argument metadata) of the ops, for timing them.
         seconds: wall time of the trace (seconds).
     """
 
@@ -88,6 +121,7 @@ class Trace:
     saved_order: list[tuple[int, int, int]] = field(default_factory=list)
     method: str = "fake"
     seconds: float = 0.0
+    signatures: list[OpSignature] = field(default_factory=list)
 
     @property
     def saved_bytes(self) -> int:

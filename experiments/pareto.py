@@ -1,0 +1,320 @@
+"""Memory vs step time of tiny-backprop at many budgets beside every eager peer.
+
+    python -m experiments.pareto --workloads gpt2_medium hf_gpt2 --rounds 2 --out results/pareto
+    python -m experiments.pareto --dry-run
+
+Each point (workload x mode) runs in its own process (``python -m experiments.pareto
+--worker ...``) with MALLOC_MMAP_THRESHOLD_=65536 and one torch thread; rounds are
+interleaved (every point once per round, in a shuffled order) and the figures are
+medians over rounds. Memory = peak RSS growth of a steady step over the RSS before it
+(the kernel's VmHWM, reset before each step: no sampler); time = median of the measured
+steps after warm-up. Modes: naive, checkpoint (torch.utils.checkpoint per block,
+non-reentrant), checkpoint_seq (sqrt(L) segments; chain models only), sac (selective
+activation checkpointing per block, saving matmul outputs), hf (Hugging Face
+gradient_checkpointing_enable; HF models only), tiny@<fraction> (HCModule). Writes
+<out>.csv and <out>.png; prints a table with memory and time as multiples of naive.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_BUDGETS = (1.0, 0.7, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15)
+WORKLOADS = ("gpt2_medium", "hf_gpt2", "hf_llama", "unet_medium", "resnet_medium")
+
+
+def _status(field: str) -> int:
+    with open("/proc/self/status") as f:
+        return int(re.search(rf"{field}:\s+(\d+)", f.read()).group(1)) * 1024
+
+
+def build(workload: str) -> tuple[Any, Any, str]:
+    """(model, make_loss(model) -> scalar, block container attribute path)."""
+    import torch
+
+    from tiny_backprop import zoo
+
+    if workload.startswith("hf_"):
+        import transformers
+        torch.manual_seed(0)
+        ids = torch.randint(0, 4000, (4, 256), generator=torch.Generator().manual_seed(1))
+        if workload == "hf_gpt2":
+            m = transformers.GPT2LMHeadModel(transformers.GPT2Config(
+                n_layer=6, n_embd=256, n_head=4, vocab_size=4000, n_positions=256,
+                attn_implementation="eager"))
+            path = "transformer.h"
+        else:
+            m = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+                hidden_size=256, intermediate_size=688, num_hidden_layers=6,
+                num_attention_heads=4, num_key_value_heads=4, vocab_size=4000,
+                max_position_embeddings=256, attn_implementation="eager"))
+            path = "model.layers"
+        m.config.use_cache = False
+        return m.train(), (lambda mod: mod(input_ids=ids, labels=ids).loss), path
+    name, profile = workload.rsplit("_", 1)
+    w = zoo.build(name, profile)
+    return w.model.train(), (lambda mod: mod(*w.args, **w.kwargs)), "blocks"
+
+
+def _get(model: Any, path: str) -> Any:
+    for p in path.split("."):
+        model = getattr(model, p)
+    return model
+
+
+def apply(model: Any, mode: str, path: str, workload: str) -> Any:
+    """The module to call for `mode` (blocks wrapped in place where needed)."""
+    import functools
+
+    import torch
+    from torch import nn
+    from torch.utils.checkpoint import (
+        CheckpointPolicy,
+        checkpoint,
+        checkpoint_sequential,
+        create_selective_checkpoint_contexts,
+    )
+
+    if mode == "naive":
+        return model
+    if mode.startswith("tiny@"):
+        from tiny_backprop import HCModule
+        return HCModule(model, float(mode.split("@")[1]))
+    if mode == "hf":
+        if not workload.startswith("hf_"):
+            raise SystemExit(3)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        return model
+    blocks = _get(model, path)
+    mm = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
+
+    def policy(ctx, op, *a, **k):
+        return CheckpointPolicy.MUST_SAVE if op in mm else CheckpointPolicy.PREFER_RECOMPUTE
+
+    class Wrapped(nn.Module):
+        def __init__(self, inner: nn.Module, sac: bool) -> None:
+            super().__init__()
+            self.inner, self.sac = inner, sac
+
+        def forward(self, *a: Any, **k: Any) -> Any:
+            extra = ({"context_fn": functools.partial(create_selective_checkpoint_contexts,
+                                                      policy)} if self.sac else {})
+            return checkpoint(self.inner, *a, use_reentrant=False, **extra, **k)
+
+    if mode in ("checkpoint", "sac"):
+        for i in range(len(blocks)):
+            blocks[i] = Wrapped(blocks[i], mode == "sac")
+        return model
+    if mode == "checkpoint_seq":
+        if workload not in ("gpt2_medium",):
+            raise SystemExit(3)
+        seg = max(1, round(len(blocks) ** 0.5))
+        seq = nn.Sequential(*blocks)
+
+        class Seq(nn.Module):
+            def __init__(self) -> None:
+                super().__init__()
+                self.chain = seq
+
+            def forward(self, x: Any) -> Any:
+                return checkpoint_sequential(self.chain, seg, x, use_reentrant=False)
+
+        model.blocks = nn.ModuleList([Seq()])
+        return model
+    raise ValueError(f"unknown mode {mode!r}")
+
+
+def worker(workload: str, mode: str, warmup: int, steps: int) -> dict[str, Any]:
+    import torch
+    torch.set_num_threads(1)
+    model, loss_of, path = build(workload)
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    fn = apply(model, mode, path, workload)
+    times, mems, first_mem = [], [], None
+    for i in range(warmup + steps):
+        before = _status("VmRSS")
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        t0 = time.perf_counter()
+        loss_of(fn).backward()
+        dt = time.perf_counter() - t0
+        grow = _status("VmHWM") - before
+        for p in model.parameters():
+            p.grad.zero_()
+        if i == 0:
+            first_mem = grow
+        if i >= warmup:
+            times.append(dt)
+            mems.append(grow)
+    return {"workload": workload, "mode": mode, "time_s": statistics.median(times),
+            "time_std_s": statistics.pstdev(times), "mem_bytes": int(statistics.median(mems)),
+            "first_step_mem_bytes": first_mem}
+
+
+def run_point(workload: str, mode: str, warmup: int, steps: int) -> dict[str, Any] | None:
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-m", "experiments.pareto", "--worker", workload,
+                           mode, str(warmup), str(steps)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    if proc.returncode == 3:
+        return None  # the mode does not apply to this workload
+    if proc.returncode != 0:
+        err = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return {"workload": workload, "mode": mode, "error": err}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def modes_for(workload: str, budgets: list[float]) -> list[str]:
+    out = ["naive", "checkpoint", "sac"]
+    if workload == "gpt2_medium":
+        out.append("checkpoint_seq")
+    if workload.startswith("hf_"):
+        out.append("hf")
+    return out + [f"tiny@{b}" for b in budgets]
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Medians over rounds per (workload, mode), with ratios to naive."""
+    keyed: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        keyed.setdefault((r["workload"], r["mode"]), []).append(r)
+    out = []
+    for (wl, mode), rs in keyed.items():
+        ok = [r for r in rs if "error" not in r]
+        if not ok:
+            out.append({"workload": wl, "mode": mode, "error": rs[0]["error"]})
+            continue
+        out.append({"workload": wl, "mode": mode, "rounds": len(ok),
+                    "time_s": statistics.median(r["time_s"] for r in ok),
+                    "time_min_s": min(r["time_s"] for r in ok),
+                    "time_max_s": max(r["time_s"] for r in ok),
+                    "mem_bytes": int(statistics.median(r["mem_bytes"] for r in ok)),
+                    "first_step_mem_bytes": int(statistics.median(
+                        r["first_step_mem_bytes"] for r in ok))})
+    for wl in {r["workload"] for r in out}:
+        base = next((r for r in out if r["workload"] == wl and r["mode"] == "naive"
+                     and "error" not in r), None)
+        for r in out:
+            if r["workload"] == wl and base and "error" not in r:
+                r["mem_x_naive"] = r["mem_bytes"] / base["mem_bytes"]
+                r["time_x_naive"] = r["time_s"] / base["time_s"]
+    return sorted(out, key=lambda r: (r["workload"], r.get("mem_x_naive", 9)))
+
+
+def plot(summary: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wls = sorted({r["workload"] for r in summary})
+    fig, axes = plt.subplots(1, len(wls), figsize=(5 * len(wls), 4), squeeze=False)
+    for ax, wl in zip(axes[0], wls):
+        rs = [r for r in summary if r["workload"] == wl and "mem_x_naive" in r]
+        tiny = sorted((r for r in rs if r["mode"].startswith("tiny")),
+                      key=lambda r: r["mem_x_naive"])
+        ax.plot([r["mem_x_naive"] for r in tiny], [r["time_x_naive"] for r in tiny], "o-",
+                label="tiny")
+        for r in rs:
+            if not r["mode"].startswith("tiny"):
+                ax.plot(r["mem_x_naive"], r["time_x_naive"], "s")
+                ax.annotate(r["mode"], (r["mem_x_naive"], r["time_x_naive"]), fontsize=8)
+        ax.set_title(wl)
+        ax.set_xlabel("peak RSS growth / naive")
+        ax.set_ylabel("step time / naive")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--worker":
+        print(json.dumps(worker(argv[1], argv[2], int(argv[3]), int(argv[4]))))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workloads", nargs="+", default=["gpt2_medium", "hf_gpt2"],
+                    choices=WORKLOADS)
+    ap.add_argument("--budgets", nargs="+", type=float, default=list(DEFAULT_BUDGETS))
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0, help="shuffles the order of each round")
+    ap.add_argument("--out", default="results/tmp/pareto")
+    ap.add_argument("--dry-run", action="store_true")
+    a = ap.parse_args(argv)
+    points = [(w, m) for w in a.workloads for m in modes_for(w, a.budgets)]
+    if a.dry_run:
+        for w, m in points:
+            print(w, m)
+        print(f"{len(points)} points x {a.rounds} rounds")
+        return 0
+    rng = random.Random(a.seed)
+    rows: list[dict[str, Any]] = []
+    total = len(points) * a.rounds
+    for r in range(a.rounds):
+        order = points[:]
+        rng.shuffle(order)
+        for w, m in order:
+            res = run_point(w, m, a.warmup, a.steps)
+            if res is None:
+                total -= 1
+                continue
+            res["round"] = r
+            rows.append(res)
+            msg = res.get("error") or f"{res['mem_bytes'] / 2**20:.1f} MiB {res['time_s']:.3f} s"
+            print(f"[{len(rows)}/{total}] round {r} {w} {m}: {msg}", file=sys.stderr, flush=True)
+    summary = summarize(rows)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    keys = ["workload", "mode", "rounds", "mem_bytes", "mem_x_naive", "time_s", "time_x_naive",
+            "time_min_s", "time_max_s", "first_step_mem_bytes", "error"]
+    with open(out.with_suffix(".csv"), "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=keys)
+        wr.writeheader()
+        for r in summary:
+            wr.writerow({k: r.get(k, "") for k in keys})
+    with open(out.with_suffix(".json"), "w") as f:
+        import torch
+        json.dump({"command": "python -m experiments.pareto " + " ".join(argv),
+                   "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
+                   "cpu": _cpu(), "rows": rows, "summary": summary}, f, indent=1)
+    try:
+        plot(summary, out.with_suffix(".png"))
+    except ImportError:
+        print("matplotlib missing: no plot (pip install 'tiny-backprop[plot]')", file=sys.stderr)
+    print(f"{'workload':<14} {'mode':<14} {'mem x naive':>11} {'time x naive':>12}")
+    for r in summary:
+        if "error" in r:
+            print(f"{r['workload']:<14} {r['mode']:<14} ERROR {r['error'][:60]}")
+        else:
+            print(f"{r['workload']:<14} {r['mode']:<14} {r['mem_x_naive']:>11.2f} "
+                  f"{r['time_x_naive']:>12.2f}")
+    return 0
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        name = "unknown"
+    return f"{name}, {os.cpu_count()} cores"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
