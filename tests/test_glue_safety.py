@@ -175,6 +175,40 @@ def test_old_crash_vector_nodes() -> None:
     assert _C.simulate(F, B, X, G, nodes) == _C.simulate(F, B, X, G, NODES)
 
 
+# The Graph glue (py_graph.c) read its lists the same way: the same probe.
+GN = 6
+GRAPH = dict(
+    output_bytes=[100 + v for v in range(GN)],
+    saved_bytes=[v % 3 for v in range(GN)],
+    cost=[float(v) for v in range(GN)],
+    flags=[0] * GN,
+    inputs=[[]] + [[v - 1] for v in range(1, GN)],
+)
+
+
+def _graph_summary(g: _C.Graph) -> tuple:
+    return (g.topo_order(), g.frontier_bytes(), g.store_all_peak(), g.coarsen(3))
+
+
+@pytest.mark.parametrize("field", ["output_bytes", "saved_bytes", "cost", "flags", "inputs",
+                                   "inputs_row"])
+def test_mutating_sequence_graph(field: str) -> None:
+    d = {k: list(v) for k, v in GRAPH.items()}
+    d["inputs"] = [list(r) for r in GRAPH["inputs"]]
+    if field == "cost":
+        d["cost"] = _hostile_int_list([int(c) for c in GRAPH["cost"]], i=2)
+    elif field == "inputs":
+        row = [_Hostile(d["inputs"], 1)]
+        d["inputs"][2] = row  # clears the outer list
+    elif field == "inputs_row":
+        d["inputs"][3] = [_Hostile([], 2)]
+        d["inputs"][3][0].owner = d["inputs"][3]  # clears its own row
+    else:
+        d[field] = _hostile_list(d[field], i=2)
+    g = _C.Graph(d["output_bytes"], d["saved_bytes"], d["cost"], d["flags"], d["inputs"])
+    assert _graph_summary(g) == _graph_summary(_C.Graph(**GRAPH))
+
+
 def test_mutating_int_subclass_cost() -> None:
     f: list = list(F)
     h = _HostileInt(2)
