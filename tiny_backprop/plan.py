@@ -251,7 +251,7 @@ def plan_chain(
         budget: bytes (int), a size string ("2GiB") or a fraction of the store-all peak.
         planner: one of PLANNERS.
         slots: memory units of the optimal DP (>= 1); more = finer, slower.
-        must_keep: per stage, True = never inside a recompute region.
+        must_keep: per stage, True = never inside a recompute region (bools only).
         height: tree height for planner="tree" (default ceil(log2 L)).
         live_intervals: DAG accounting (docs/theory.md §2): (j, u, bytes) for every
             value produced in stage j and last used by stage u > j (u <= L-1) that is
@@ -260,6 +260,10 @@ def plan_chain(
             empty) = plain chain, d(s, k) = x_k.
         transient: also require that a recompute region fits its running boundaries
             (docs/theory.md §2, "transient term"); False = exactly the reference model.
+            A bool.
+
+    The lists are validated once into a `_C.Chain` shared by every C call; a long
+    plan is interruptible with Ctrl-C (KeyboardInterrupt).
 
     Raises:
         TypeError / ValueError: bad arguments (the message names the argument).
