@@ -13,7 +13,7 @@ CTESTS := $(wildcard tests/c/test_*.c)
 CTEST_FLAGS := -std=c11 -Wall -Wextra -Werror -g -Icsrc/core
 SAN_FLAGS := -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 
-.PHONY: venv build ctest asan lint pytest test bench bench-transformer bench-gpt2 \
+.PHONY: venv build ctest asan asan-c asan-py lint pytest test bench bench-transformer bench-gpt2 \
 	bench-long-context bench-resnet bench-unet clean
 
 venv: $(STAMP)
@@ -37,13 +37,65 @@ ctest:
 	  $(CC) $(CTEST_FLAGS) -O2 $$t $(CORE_SRC) -lm -o build/ctest/$$n; \
 	  echo "== $$n"; ./build/ctest/$$n; done
 
-# C unit tests under AddressSanitizer + UndefinedBehaviorSanitizer.
-asan:
+# C unit tests, then the Python planner tests against an extension built with
+# AddressSanitizer + UndefinedBehaviorSanitizer.
+asan: asan-c asan-py
+
+asan-c:
 	@mkdir -p build/asan
 	@set -e; for t in $(CTESTS); do n=$$(basename $$t .c); \
 	  $(CC) $(CTEST_FLAGS) $(SAN_FLAGS) $$t $(CORE_SRC) -lm -o build/asan/$$n; \
 	  echo "== $$n (asan+ubsan)"; ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 ./build/asan/$$n; done
+
+# The Python planner tests against an ASan+UBSan build of the extension (TB_SANITIZE=1 of
+# setup.py) kept in build/asan-ext, loaded by scripts/pytest_with_ext.py; the uninstrumented
+# interpreter needs libasan (and libstdc++, for C++ extensions' exceptions) preloaded.
+# detect_leaks=0: Python itself leaks at exit (the leak tests count blocks instead).
+# --capture=sys: an ASan report goes to the real stderr, not into pytest's capture.
+# Skipped, with the reason, where the toolchain or the kernel cannot run ASan at all.
+ASAN_EXT_DIR := build/asan-ext
+ASAN_EXT_STAMP := $(ASAN_EXT_DIR)/.built
+# Planner tests as they are (pymalloc: fast), then the bad-input probe with
+# PYTHONMALLOC=malloc, where ASan also sees every PyMem block of the glue (2x slower).
+ASAN_PYTESTS ?= $(wildcard tests/test_planner*.py)
+ASAN_MALLOC_PYTESTS ?= tests/test_glue_safety.py
+GLUE_SRC := $(wildcard csrc/*.c csrc/*.h) $(CORE_SRC) $(CORE_HDR) setup.py
+
+# Preflight: prints why ASan cannot run here (and the tests are skipped), or nothing.
+define asan_preflight
+libasan=$$($(CC) -print-file-name=libasan.so); \
+libstdcxx=$$($(CC) -print-file-name=libstdc++.so); [ -f "$$libstdcxx" ] || libstdcxx=; \
+skip=; mkdir -p $(ASAN_EXT_DIR); \
+if [ ! -f "$$libasan" ]; then skip="$(CC) has no libasan.so (install the compiler's ASan runtime)"; \
+else echo 'int main(void){return 0;}' > $(ASAN_EXT_DIR)/probe.c; \
+  if ! $(CC) -fsanitize=address,undefined $(ASAN_EXT_DIR)/probe.c -o $(ASAN_EXT_DIR)/probe \
+       >/dev/null 2>&1 || ! $(ASAN_EXT_DIR)/probe >/dev/null 2>&1; then \
+    skip="$(CC) cannot build or run an ASan program here"; \
+  elif ! LD_PRELOAD="$$libasan $$libstdcxx" ASAN_OPTIONS=detect_leaks=0 $(VPY) -c pass \
+       >/dev/null 2>&1; then skip="the interpreter does not start with libasan preloaded"; fi; fi
+endef
+
+$(ASAN_EXT_STAMP): $(GLUE_SRC) $(STAMP)
+	@mkdir -p $(ASAN_EXT_DIR); rm -f $(ASAN_EXT_DIR)/tiny_backprop/_C*.so $@; \
+	if ! TB_SANITIZE=1 CI=true $(VPY) setup.py -q build_ext --force --parallel 2 \
+	     --build-lib $(ASAN_EXT_DIR) --build-temp $(ASAN_EXT_DIR)/tmp \
+	     > $(ASAN_EXT_DIR)/build.log 2>&1; then \
+	  cat $(ASAN_EXT_DIR)/build.log; echo "asan-py: the ASan build of _C failed"; exit 1; fi; \
+	grep -v -i deprecat $(ASAN_EXT_DIR)/build.log || true; touch $@
+
+asan-py: $(STAMP)
+	@set -e; $(asan_preflight); \
+	if [ -n "$$skip" ]; then echo "asan-py: SKIPPED: $$skip"; exit 0; fi; \
+	$(MAKE) --no-print-directory $(ASAN_EXT_STAMP); \
+	ext=$$(ls $(ASAN_EXT_DIR)/tiny_backprop/_C*.so); \
+	export LD_PRELOAD="$$libasan $$libstdcxx" TB_ASAN=1 ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1; \
+	echo "== python planner tests against an asan+ubsan build of _C"; \
+	$(VPY) scripts/pytest_with_ext.py "$$ext" -q -p no:cacheprovider --capture=sys $(ASAN_PYTESTS); \
+	echo "== bad-input probe against it, PYTHONMALLOC=malloc"; \
+	PYTHONMALLOC=malloc $(VPY) scripts/pytest_with_ext.py "$$ext" -q -p no:cacheprovider \
+	  --capture=sys $(ASAN_MALLOC_PYTESTS)
 
 lint: $(STAMP)
 	$(VPY) -m ruff check .

@@ -2,7 +2,9 @@
 
 Environment switches (msgspec-style):
   TB_DEBUG=1     build with -O0 -g (and keep asserts)
-  TB_SANITIZE=1  build with AddressSanitizer + UndefinedBehaviorSanitizer
+  TB_SANITIZE=1  build with AddressSanitizer + UndefinedBehaviorSanitizer (UB fatal); the
+                 interpreter is not instrumented, so run it with LD_PRELOAD of libasan
+                 (and libstdc++): see `make asan`, which builds this into build/asan-ext
   CI=true        add -Werror
 The extension never links against libtorch: tensors never enter C.
 """
@@ -28,8 +30,9 @@ if _flag("TB_DEBUG"):
 else:
     extra_compile_args.append("-O2")
 if _flag("TB_SANITIZE"):
-    san = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer"]
-    extra_compile_args += san
+    # UB is fatal (not just printed), and -g gives ASan reports file:line.
+    san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"]
+    extra_compile_args += san + ["-g"]
     extra_link_args += san
 
 sources = sorted(glob.glob("csrc/*.c")) + sorted(glob.glob("csrc/core/*.c"))

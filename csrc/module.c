@@ -19,15 +19,30 @@ PyObject *tb_raise_status(tb_status status, const char *what)
 {
     if (status == TB_ERR_NOMEM)
         return PyErr_NoMemory();
+    if (status == TB_ERR_INTERRUPTED) {
+        /* the stop hook stopped on a signal handler's exception: keep that one */
+        if (!PyErr_Occurred())
+            PyErr_SetNone(PyExc_KeyboardInterrupt);
+        return NULL;
+    }
     PyErr_Format(PyExc_ValueError, "%s: %s", what, tb_strerror(status));
     return NULL;
 }
 
 static PyObject *tb_py_strerror(PyObject *Py_UNUSED(module), PyObject *arg)
 {
-    long code = PyLong_AsLong(arg);
+    if (PyBool_Check(arg) || !PyLong_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "strerror() code must be an int, not %.100s",
+                     Py_TYPE(arg)->tp_name);
+        return NULL;
+    }
+    int overflow = 0;
+    long long code = PyLong_AsLongLongAndOverflow(arg, &overflow);
     if (code == -1 && PyErr_Occurred())
         return NULL;
+    /* range-check before the cast: (tb_status)code would truncate 2**32 + 2 to 2 */
+    if (overflow != 0 || code < 0 || code > TB_STATUS_LAST)
+        return PyUnicode_FromString("unknown status");
     return PyUnicode_FromString(tb_strerror((tb_status)code));
 }
 
@@ -40,6 +55,8 @@ static PyMethodDef tb_module_methods[] = {
 static int tb_module_exec(PyObject *module)
 {
     if (tb_py_graph_exec(module) < 0)
+        return -1;
+    if (tb_py_chain_exec(module) < 0)
         return -1;
     if (tb_py_planner_exec(module) < 0)
         return -1;

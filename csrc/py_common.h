@@ -7,13 +7,14 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "planner.h"
 #include "tb_common.h"
 
 /* Slots for heap types kept in the module state (traversed and cleared by module.c). */
 enum tb_type_slot {
     TB_TYPE_GRAPH = 0,
     TB_TYPE_ACCOUNTANT = 1,
-    TB_TYPE_SPARE_2 = 2,
+    TB_TYPE_CHAIN = 2,
     TB_TYPE_SPARE_3 = 3,
     TB_N_TYPE_SLOTS = 4
 };
@@ -30,11 +31,36 @@ tb_module_state *tb_get_state(PyObject *module);
 tb_module_state *tb_get_state_from_type(PyTypeObject *type);
 
 /* Raise the Python exception that matches a core status (MemoryError for NOMEM,
- * ValueError otherwise) with `what` as context. Returns NULL. */
+ * KeyboardInterrupt for INTERRUPTED unless an exception is already set, ValueError
+ * otherwise) with `what` as context. Returns NULL. */
 PyObject *tb_raise_status(tb_status status, const char *what);
+
+/* tiny_backprop._C.Chain: an immutable, validated chain (csrc/py_chain.c). Arrays are
+ * PyMem-owned; must_keep and live are NULL when absent (n_live == 0). */
+typedef struct tb_chain_object {
+    PyObject_HEAD
+    size_t n;
+    double *f, *b;
+    int64_t *x, *g;
+    uint8_t *mk;
+    size_t n_live;
+    int64_t *live;
+} tb_chain_object;
+
+/* A new Chain of `type` (the module's Chain type) from the fields; must_keep and live
+ * may be NULL or None. NULL + TypeError/ValueError naming field and index. */
+PyObject *tb_py_chain_from_fields(PyTypeObject *type, PyObject *f, PyObject *b, PyObject *x,
+                                  PyObject *g, PyObject *mk, PyObject *live);
+
+/* The core's view of a Chain (arrays borrowed from it), with the transient switch. */
+tb_chain tb_py_chain_view(const tb_chain_object *self, int transient);
+
+/* A flag argument: True/False (None = False); TypeError for anything else. 0 or -1. */
+int tb_py_parse_flag(PyObject *obj, const char *name, int *out);
 
 /* Feature exec functions: add types/functions to the module; 0 or -1 with an exception. */
 int tb_py_graph_exec(PyObject *module);
+int tb_py_chain_exec(PyObject *module);
 int tb_py_planner_exec(PyObject *module);
 int tb_py_accountant_exec(PyObject *module);
 

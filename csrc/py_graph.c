@@ -15,7 +15,9 @@ typedef struct {
 
 /* ---- argument conversion -------------------------------------------------------- */
 
-/* A list/tuple view of `obj` (new reference) or NULL + TypeError naming `name`. */
+/* A tuple copy of `obj` (new reference) or NULL + TypeError naming `name`. A copy, not
+ * PySequence_Fast's view of a list: an item's __index__/__float__ may mutate or clear the
+ * caller's list while we read it, never our tuple (which also keeps the items alive). */
 static PyObject *as_fast_sequence(PyObject *obj, const char *name, const char *what)
 {
     if (PyUnicode_Check(obj) || PyBytes_Check(obj) || !PySequence_Check(obj)) {
@@ -23,7 +25,7 @@ static PyObject *as_fast_sequence(PyObject *obj, const char *name, const char *w
                      name, what, Py_TYPE(obj)->tp_name);
         return NULL;
     }
-    return PySequence_Fast(obj, name);
+    return PySequence_Tuple(obj);
 }
 
 /* An int item >= 0 (bytes) into *out; 0 or -1 with an exception. */

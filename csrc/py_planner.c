@@ -6,268 +6,80 @@
 #include <math.h>
 #include <string.h>
 
-#include "planner.h"
-
 static const char *const planner_names[] = {"optimal", "store_all", "per_stage", "sqrt",
                                             "tree"};
 #define N_PLANNERS 5
 
-/* Arrays parsed from Python; freed with chain_args_free. */
-typedef struct chain_args {
-    tb_chain chain;
-    double *f, *b;
-    int64_t *x, *g;
-    uint8_t *mk;
-    int64_t *live;
-} chain_args;
+/* The chain argument of an entry point: a Chain (borrowed) or one built from the legacy
+ * positional lists (owned). */
+typedef struct chain_arg {
+    tb_chain_object *obj;
+    int owned;
+} chain_arg;
 
-static void chain_args_free(chain_args *ca)
+static void chain_arg_release(chain_arg *ca)
 {
-    PyMem_Free(ca->f);
-    PyMem_Free(ca->b);
-    PyMem_Free(ca->x);
-    PyMem_Free(ca->g);
-    PyMem_Free(ca->mk);
-    PyMem_Free(ca->live);
-    memset(ca, 0, sizeof(*ca));
+    if (ca->owned)
+        Py_XDECREF((PyObject *)ca->obj);
+    ca->obj = NULL;
+    ca->owned = 0;
 }
 
-/* Length of a sequence argument, or -1 with TypeError. */
-static Py_ssize_t seq_len(PyObject *obj, const char *name)
+static PyTypeObject *chain_type(PyObject *module)
 {
-    if (!PySequence_Check(obj) || PyUnicode_Check(obj) || PyBytes_Check(obj)) {
-        PyErr_Format(PyExc_TypeError, "%s must be a sequence of numbers, not %.100s", name,
-                     Py_TYPE(obj)->tp_name);
-        return -1;
-    }
-    return PySequence_Size(obj);
+    return tb_get_state(module)->types[TB_TYPE_CHAIN];
 }
 
-static double *parse_costs(PyObject *obj, const char *name, Py_ssize_t n)
+/* Is this call the Chain form (a Chain first, or chain= and no positionals)? */
+static int is_chain_call(PyObject *module, PyObject *args, PyObject *kwds)
 {
-    PyObject *fast = PySequence_Fast(obj, name);
-    if (fast == NULL)
-        return NULL;
-    double *out = NULL;
-    if (PySequence_Fast_GET_SIZE(fast) != n) {
-        PyErr_Format(PyExc_ValueError, "%s has %zd entries, expected %zd", name,
-                     PySequence_Fast_GET_SIZE(fast), n);
-        goto error;
-    }
-    out = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(double));
-    if (out == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(fast, i); /* borrowed */
-        if (PyBool_Check(item) || !(PyFloat_Check(item) || PyLong_Check(item))) {
-            PyErr_Format(PyExc_TypeError, "%s[%zd] must be a number, not %.100s", name, i,
-                         Py_TYPE(item)->tp_name);
-            goto error;
-        }
-        double v = PyFloat_AsDouble(item);
-        if (v == -1.0 && PyErr_Occurred())
-            goto error;
-        if (!isfinite(v) || v < 0) {
-            PyErr_Format(PyExc_ValueError, "%s[%zd] must be finite and >= 0, got %R", name, i,
-                         item);
-            goto error;
-        }
-        out[i] = v;
-    }
-    Py_DECREF(fast);
-    return out;
-error:
-    PyMem_Free(out);
-    Py_DECREF(fast);
-    return NULL;
+    if (PyTuple_GET_SIZE(args) > 0)
+        return Py_IS_TYPE(PyTuple_GET_ITEM(args, 0), chain_type(module));
+    if (kwds == NULL)
+        return 0;
+    PyObject *c = PyDict_GetItemString(kwds, "chain"); /* borrowed; no exception */
+    return c != NULL;
 }
 
-static int64_t *parse_sizes(PyObject *obj, const char *name, Py_ssize_t n)
+/* Legacy form: build the Chain from the fields (the one parser, py_chain.c). */
+static int chain_from_fields(PyObject *module, PyObject *f, PyObject *b, PyObject *x,
+                             PyObject *g, PyObject *mk, PyObject *live, chain_arg *ca)
 {
-    PyObject *fast = PySequence_Fast(obj, name);
-    if (fast == NULL)
-        return NULL;
-    int64_t *out = NULL;
-    if (PySequence_Fast_GET_SIZE(fast) != n) {
-        PyErr_Format(PyExc_ValueError, "%s has %zd entries, expected %zd", name,
-                     PySequence_Fast_GET_SIZE(fast), n);
-        goto error;
-    }
-    out = PyMem_Malloc((size_t)(n ? n : 1) * sizeof(int64_t));
-    if (out == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(fast, i); /* borrowed */
-        if (PyBool_Check(item) || !PyLong_Check(item)) {
-            PyErr_Format(PyExc_TypeError, "%s[%zd] must be an int (bytes), not %.100s", name, i,
-                         Py_TYPE(item)->tp_name);
-            goto error;
-        }
-        int overflow = 0;
-        long long v = PyLong_AsLongLongAndOverflow(item, &overflow);
-        if (v == -1 && PyErr_Occurred())
-            goto error;
-        if (overflow || v < 0 || v > TB_MAX_BYTES) {
-            PyErr_Format(PyExc_ValueError, "%s[%zd] must be in [0, 2**52] bytes, got %R", name,
-                         i, item);
-            goto error;
-        }
-        out[i] = (int64_t)v;
-    }
-    Py_DECREF(fast);
-    return out;
-error:
-    PyMem_Free(out);
-    Py_DECREF(fast);
-    return NULL;
-}
-
-static uint8_t *parse_flags(PyObject *obj, const char *name, Py_ssize_t n)
-{
-    PyObject *fast = PySequence_Fast(obj, name);
-    if (fast == NULL)
-        return NULL;
-    uint8_t *out = NULL;
-    if (PySequence_Fast_GET_SIZE(fast) != n) {
-        PyErr_Format(PyExc_ValueError, "%s has %zd entries, expected %zd", name,
-                     PySequence_Fast_GET_SIZE(fast), n);
-        goto error;
-    }
-    out = PyMem_Malloc((size_t)(n ? n : 1));
-    if (out == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        int v = PyObject_IsTrue(PySequence_Fast_GET_ITEM(fast, i));
-        if (v < 0)
-            goto error;
-        out[i] = (uint8_t)v;
-    }
-    Py_DECREF(fast);
-    return out;
-error:
-    PyMem_Free(out);
-    Py_DECREF(fast);
-    return NULL;
-}
-
-/* live_intervals: a sequence of (j, u, bytes) int triples, 0 <= j < u < n, bytes in
- * [0, 2**52]. Returns a PyMem array of 3 * *count entries (NULL + exception on error). */
-static int64_t *parse_live(PyObject *obj, Py_ssize_t n, size_t *count)
-{
-    const char *name = "live_intervals";
-    if (!PySequence_Check(obj) || PyUnicode_Check(obj) || PyBytes_Check(obj)) {
-        PyErr_Format(PyExc_TypeError,
-                     "%s must be a sequence of (producer, last_user, bytes) tuples, not %.100s",
-                     name, Py_TYPE(obj)->tp_name);
-        return NULL;
-    }
-    PyObject *fast = PySequence_Fast(obj, name);
-    if (fast == NULL)
-        return NULL;
-    Py_ssize_t m = PySequence_Fast_GET_SIZE(fast);
-    int64_t *out = NULL;
-    if ((size_t)m > TB_MAX_LIVE) {
-        PyErr_Format(PyExc_ValueError, "%s: at most %d intervals, got %zd", name, TB_MAX_LIVE, m);
-        goto error;
-    }
-    out = PyMem_Malloc((size_t)(m ? 3 * m : 1) * sizeof(int64_t));
-    if (out == NULL) {
-        PyErr_NoMemory();
-        goto error;
-    }
-    for (Py_ssize_t i = 0; i < m; i++) {
-        PyObject *item = PySequence_Fast_GET_ITEM(fast, i); /* borrowed */
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s[%zd] must be a (producer, last_user, bytes) tuple, not %.100s",
-                         name, i, Py_TYPE(item)->tp_name);
-            goto error;
-        }
-        for (int k = 0; k < 3; k++) {
-            PyObject *v = PyTuple_GET_ITEM(item, k);
-            if (PyBool_Check(v) || !PyLong_Check(v)) {
-                PyErr_Format(PyExc_TypeError, "%s[%zd][%d] must be an int, not %.100s", name,
-                             i, k, Py_TYPE(v)->tp_name);
-                goto error;
-            }
-            int overflow = 0;
-            long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
-            if (x == -1 && PyErr_Occurred())
-                goto error;
-            if (overflow || x < 0 || x > TB_MAX_BYTES) {
-                PyErr_Format(PyExc_ValueError, "%s[%zd][%d] must be in [0, 2**52], got %R",
-                             name, i, k, v);
-                goto error;
-            }
-            out[3 * i + k] = (int64_t)x;
-        }
-        if (out[3 * i] >= out[3 * i + 1] || out[3 * i + 1] >= (int64_t)n) {
-            PyErr_Format(PyExc_ValueError,
-                         "%s[%zd]: need 0 <= producer < last_user < %zd (stages), got %R",
-                         name, i, n, item);
-            goto error;
-        }
-    }
-    *count = (size_t)m;
-    Py_DECREF(fast);
-    return out;
-error:
-    PyMem_Free(out);
-    Py_DECREF(fast);
-    return NULL;
-}
-
-/* Parses the four chain arrays (+ optional must_keep, live_intervals). 0, or -1 with an
- * exception. */
-static int parse_chain(PyObject *f, PyObject *b, PyObject *x, PyObject *g, PyObject *mk,
-                       PyObject *live, int transient, chain_args *ca)
-{
-    memset(ca, 0, sizeof(*ca));
-    Py_ssize_t n = seq_len(f, "forward_cost");
-    if (n < 0)
+    PyObject *c = tb_py_chain_from_fields(chain_type(module), f, b, x, g, mk, live);
+    if (c == NULL)
         return -1;
-    if (n == 0) {
-        PyErr_SetString(PyExc_ValueError, "forward_cost: the chain is empty");
-        return -1;
-    }
-    if (n > TB_MAX_STAGES) {
-        PyErr_Format(PyExc_ValueError, "forward_cost: at most %d stages, got %zd",
-                     TB_MAX_STAGES, n);
-        return -1;
-    }
-    if (seq_len(b, "backward_cost") < 0 || seq_len(x, "input_bytes") < 0 ||
-        seq_len(g, "saved_bytes") < 0)
-        return -1;
-    if (mk != Py_None && seq_len(mk, "must_keep") < 0)
-        return -1;
-    if ((ca->f = parse_costs(f, "forward_cost", n)) == NULL ||
-        (ca->b = parse_costs(b, "backward_cost", n)) == NULL ||
-        (ca->x = parse_sizes(x, "input_bytes", n)) == NULL ||
-        (ca->g = parse_sizes(g, "saved_bytes", n)) == NULL)
-        goto error;
-    if (mk != Py_None && (ca->mk = parse_flags(mk, "must_keep", n)) == NULL)
-        goto error;
-    size_t n_live = 0;
-    if (live != Py_None && (ca->live = parse_live(live, n, &n_live)) == NULL)
-        goto error;
-    ca->chain = (tb_chain){(size_t)n, ca->f,  ca->b,    ca->x,    ca->g,
-                           ca->mk,    n_live, ca->live, transient != 0};
-    tb_status st = tb_chain_check(&ca->chain);
-    if (st != TB_OK) {
-        tb_raise_status(st, "chain (sum of input_bytes, saved_bytes and live_intervals bytes "
-                            "must stay <= 2**52)");
-        goto error;
-    }
+    ca->obj = (tb_chain_object *)c;
+    ca->owned = 1;
     return 0;
-error:
-    chain_args_free(ca);
-    return -1;
+}
+
+/* Chain form: the argument must be exactly a Chain. */
+static int chain_borrow(PyObject *module, PyObject *c, chain_arg *ca)
+{
+    if (!Py_IS_TYPE(c, chain_type(module))) {
+        PyErr_Format(PyExc_TypeError, "chain must be a tiny_backprop._C.Chain, not %.100s",
+                     Py_TYPE(c)->tp_name);
+        return -1;
+    }
+    ca->obj = (tb_chain_object *)c;
+    ca->owned = 0;
+    return 0;
+}
+
+/* The stop hook of the core, run with the GIL released: every poll takes the GIL back
+ * for PyErr_CheckSignals (Ctrl-C raises KeyboardInterrupt there, in the main thread)
+ * and releases it again. */
+typedef struct glue_stop {
+    PyThreadState *ts;
+} glue_stop;
+
+static int glue_should_stop(void *ctx)
+{
+    glue_stop *gs = ctx;
+    PyEval_RestoreThread(gs->ts);
+    int stop = PyErr_CheckSignals() < 0;
+    gs->ts = PyEval_SaveThread();
+    return stop;
 }
 
 static PyObject *tree_to_tuple(const tb_plan_tree *tree)
@@ -287,17 +99,24 @@ static PyObject *tree_to_tuple(const tb_plan_tree *tree)
     return out;
 }
 
-/* A tuple/sequence of (kind, start, end) triples into a tree (PyMem-free via the
- * default allocator: the core's NULL allocator is malloc/free). */
-static int tuple_to_tree(PyObject *nodes, tb_plan_tree *tree)
+/* A sequence of (kind, start, end) triples into a tree (freed with the core's NULL
+ * allocator, malloc/free). The sequence is copied into a tuple first: an item's
+ * __index__ may mutate the caller's list, never our copy. */
+static int tuple_to_tree(PyObject *nodes, size_t n_stages, tb_plan_tree *tree)
 {
     memset(tree, 0, sizeof(*tree));
-    PyObject *fast = PySequence_Fast(nodes, "nodes must be a sequence of (kind, start, end)");
-    if (fast == NULL)
+    if (!PySequence_Check(nodes) || PyUnicode_Check(nodes) || PyBytes_Check(nodes)) {
+        PyErr_Format(PyExc_TypeError, "nodes must be a sequence of (kind, start, end), not %.100s",
+                     Py_TYPE(nodes)->tp_name);
         return -1;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-    if (n == 0 || n > 4 * TB_MAX_STAGES + 4) {
-        PyErr_SetString(PyExc_ValueError, "nodes: a plan tree needs 1..4*L+4 nodes");
+    }
+    PyObject *t = PySequence_Tuple(nodes);
+    if (t == NULL)
+        return -1;
+    Py_ssize_t n = PyTuple_GET_SIZE(t);
+    if (n == 0 || (size_t)n > 4 * n_stages + 4) {
+        PyErr_Format(PyExc_ValueError, "nodes: a plan tree of %zu stages needs 1..%zu nodes, "
+                     "got %zd", n_stages, 4 * n_stages + 4, n);
         goto error;
     }
     size_t cap = (size_t)n;
@@ -311,11 +130,19 @@ static int tuple_to_tree(PyObject *nodes, tb_plan_tree *tree)
     tree->cap = cap;
     for (Py_ssize_t j = 0; j < n; j++) {
         int k, s, e;
-        PyObject *item = PySequence_Fast_GET_ITEM(fast, j); /* borrowed */
-        if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "iii", &k, &s, &e)) {
-            if (!PyErr_Occurred())
-                PyErr_Format(PyExc_TypeError, "nodes[%zd] must be a (kind, start, end) tuple",
-                             j);
+        PyObject *item = PyTuple_GET_ITEM(t, j); /* borrowed from our tuple */
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
+            PyErr_Format(PyExc_TypeError, "nodes[%zd] must be a (kind, start, end) tuple, "
+                         "not %.100s", j, Py_TYPE(item)->tp_name);
+            goto error;
+        }
+        if (!PyArg_ParseTuple(item, "iii", &k, &s, &e)) {
+            int range = PyErr_ExceptionMatches(PyExc_OverflowError);
+            PyErr_Clear();
+            PyErr_Format(range ? PyExc_ValueError : PyExc_TypeError,
+                         range ? "nodes[%zd]: kind, start and end must fit in an int, got %R"
+                               : "nodes[%zd] must be a (kind, start, end) tuple of ints, got %R",
+                         j, item);
             goto error;
         }
         if (k != TB_NODE_KEEP && k != TB_NODE_REGION) {
@@ -327,11 +154,11 @@ static int tuple_to_tree(PyObject *nodes, tb_plan_tree *tree)
         tree->end[j] = e;
     }
     tree->n_nodes = cap;
-    Py_DECREF(fast);
+    Py_DECREF(t);
     return 0;
 error:
     tb_plan_tree_free(NULL, tree);
-    Py_DECREF(fast);
+    Py_DECREF(t);
     return -1;
 }
 
@@ -343,31 +170,58 @@ static int planner_from_name(const char *name)
     return -1;
 }
 
+/* Raise for a core status of plan/min_budget/simulate (the stop hook's exception, a
+ * limit message, or the generic mapping). Returns NULL. */
+static PyObject *raise_plan_status(tb_status st, const char *what)
+{
+    if (st == TB_ERR_LIMIT) {
+        PyErr_Format(PyExc_ValueError,
+                     "%s: the planner's tables would exceed %llu bytes (TB_MAX_PLAN_BYTES, "
+                     "4 GiB): use fewer stages (max_stages) or fewer slots", what,
+                     (unsigned long long)TB_MAX_PLAN_BYTES);
+        return NULL;
+    }
+    return tb_raise_status(st, what);
+}
+
 PyDoc_STRVAR(plan_chain_doc,
+"plan_chain(chain, budget, planner='optimal', slots=512, height=-1, transient=False)\n"
 "plan_chain(forward_cost, backward_cost, input_bytes, saved_bytes, budget, planner='optimal',\n"
 "           slots=512, must_keep=None, height=-1, live_intervals=None, transient=False)\n"
 "    -> (nodes, planned_cost, cost, peak) | None\n\n"
-"Plan a chain. nodes: preorder (kind, start, end) triples (kind 0 = Keep, 1 = Region).\n"
-"planned_cost: the DP's value (optimal) or the simulated cost (baselines); cost, peak: the\n"
-"simulator's total cost and peak bytes. None when 'optimal' finds no schedule in budget\n"
-"(memory discretised into slots). height < 0 = ceil(log2 L) for 'tree'.\n"
-"live_intervals: (producer, last_user, bytes) per value crossing a boundary (DAG\n"
-"accounting: a boundary is charged only for what is new since the held one).\n"
-"transient: also count a region's running boundaries (docs/theory.md).");
+"Plan a chain (a Chain, or its fields). nodes: preorder (kind, start, end) triples (kind\n"
+"0 = Keep, 1 = Region). planned_cost: the DP's value (optimal) or the simulated cost\n"
+"(baselines); cost, peak: the simulator's total cost and peak bytes. None when 'optimal'\n"
+"finds no schedule in budget (memory discretised into slots). height < 0 = ceil(log2 L)\n"
+"for 'tree'. live_intervals: (producer, last_user, bytes) per value crossing a boundary\n"
+"(DAG accounting: a boundary is charged only for what is new since the held one).\n"
+"transient (a bool): also count a region's running boundaries (docs/theory.md).\n"
+"Interruptible (Ctrl-C raises KeyboardInterrupt); ValueError when the DP tables would\n"
+"exceed TB_MAX_PLAN_BYTES (4 GiB).");
 
-static PyObject *py_plan_chain(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
+static PyObject *py_plan_chain(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"forward_cost", "backward_cost", "input_bytes", "saved_bytes",
                              "budget", "planner", "slots", "must_keep", "height",
                              "live_intervals", "transient", NULL};
-    PyObject *f, *b, *x, *g, *mk = Py_None, *live = Py_None;
+    static char *kwlist_chain[] = {"chain", "budget", "planner", "slots", "height",
+                                   "transient", NULL};
+    PyObject *c = NULL, *f, *b, *x, *g, *mk = Py_None, *live = Py_None, *tr_obj = Py_False;
     long long budget;
     const char *planner = "optimal";
     Py_ssize_t slots = 512;
     int height = -1, transient = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOL|snOiOp:plan_chain", kwlist, &f, &b, &x,
-                                     &g, &budget, &planner, &slots, &mk, &height, &live,
-                                     &transient))
+    chain_arg ca = {NULL, 0};
+    if (is_chain_call(module, args, kwds)) {
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "OL|sniO:plan_chain", kwlist_chain, &c,
+                                         &budget, &planner, &slots, &height, &tr_obj))
+            return NULL;
+    } else if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOL|snOiOO:plan_chain", kwlist, &f,
+                                            &b, &x, &g, &budget, &planner, &slots, &mk, &height,
+                                            &live, &tr_obj)) {
+        return NULL;
+    }
+    if (tb_py_parse_flag(tr_obj, "transient", &transient) < 0)
         return NULL;
     int kind = planner_from_name(planner);
     if (kind < 0) {
@@ -384,10 +238,11 @@ static PyObject *py_plan_chain(PyObject *Py_UNUSED(module), PyObject *args, PyOb
         PyErr_SetString(PyExc_ValueError, "slots must be in [1, 2**24]");
         return NULL;
     }
-    chain_args ca;
-    if (parse_chain(f, b, x, g, mk, live, transient, &ca) < 0)
+    if (c != NULL ? chain_borrow(module, c, &ca) < 0
+                  : chain_from_fields(module, f, b, x, g, mk, live, &ca) < 0)
         return NULL;
-    size_t n = ca.chain.n;
+    tb_chain chain = tb_py_chain_view(ca.obj, transient);
+    size_t n = chain.n;
     if (kind == TB_PLANNER_TREE && height < 0) {
         height = 0;
         while (((size_t)1 << height) < n)
@@ -398,20 +253,23 @@ static PyObject *py_plan_chain(PyObject *Py_UNUSED(module), PyObject *args, PyOb
     int64_t peak = 0;
     tb_status st;
     PyObject *result = NULL;
-    Py_BEGIN_ALLOW_THREADS
+    glue_stop gs;
+    tb_stop stop = {glue_should_stop, &gs};
+    gs.ts = PyEval_SaveThread();
     if (kind == TB_PLANNER_OPTIMAL)
-        st = tb_plan_optimal(NULL, &ca.chain, (int64_t)budget, (int64_t)slots, &planned, &tree);
+        st = tb_plan_optimal_ex(NULL, &stop, &chain, (int64_t)budget, (int64_t)slots, &planned,
+                                &tree);
     else
-        st = tb_plan_baseline(NULL, &ca.chain, (tb_planner_kind)kind, height, &tree);
+        st = tb_plan_baseline(NULL, &chain, (tb_planner_kind)kind, height, &tree);
     if (st == TB_OK)
-        st = tb_simulate(NULL, &ca.chain, &tree, &cost, &peak);
-    Py_END_ALLOW_THREADS
+        st = tb_simulate_ex(NULL, &stop, &chain, &tree, &cost, &peak);
+    PyEval_RestoreThread(gs.ts);
     if (st == TB_ERR_INFEASIBLE) {
         result = Py_NewRef(Py_None);
         goto done;
     }
     if (st != TB_OK) {
-        tb_raise_status(st, "plan_chain");
+        raise_plan_status(st, "plan_chain");
         goto done;
     }
     if (kind != TB_PLANNER_OPTIMAL)
@@ -422,39 +280,53 @@ static PyObject *py_plan_chain(PyObject *Py_UNUSED(module), PyObject *args, PyOb
     result = Py_BuildValue("(NddL)", nodes, planned, cost, (long long)peak);
 done:
     tb_plan_tree_free(NULL, &tree);
-    chain_args_free(&ca);
+    chain_arg_release(&ca);
     return result;
 }
 
 PyDoc_STRVAR(min_budget_doc,
+"min_budget(chain, transient=False)\n"
 "min_budget(forward_cost, backward_cost, input_bytes, saved_bytes, must_keep=None,\n"
 "           live_intervals=None, transient=False)\n"
 "    -> (min_bytes, cost, nodes)\n\n"
 "Smallest budget (exact bytes) for which the model has a schedule, the cost of the\n"
-"schedule found for it, and that schedule as preorder (kind, start, end) triples.");
+"schedule found for it, and that schedule as preorder (kind, start, end) triples.\n"
+"Interruptible (Ctrl-C raises KeyboardInterrupt).");
 
-static PyObject *py_min_budget(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
+static PyObject *py_min_budget(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"forward_cost", "backward_cost", "input_bytes", "saved_bytes",
                              "must_keep", "live_intervals", "transient", NULL};
-    PyObject *f, *b, *x, *g, *mk = Py_None, *live = Py_None;
+    static char *kwlist_chain[] = {"chain", "transient", NULL};
+    PyObject *c = NULL, *f, *b, *x, *g, *mk = Py_None, *live = Py_None, *tr_obj = Py_False;
     int transient = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|OOp:min_budget", kwlist, &f, &b, &x, &g,
-                                     &mk, &live, &transient))
+    chain_arg ca = {NULL, 0};
+    if (is_chain_call(module, args, kwds)) {
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|O:min_budget", kwlist_chain, &c,
+                                         &tr_obj))
+            return NULL;
+    } else if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|OOO:min_budget", kwlist, &f, &b,
+                                            &x, &g, &mk, &live, &tr_obj)) {
         return NULL;
-    chain_args ca;
-    if (parse_chain(f, b, x, g, mk, live, transient, &ca) < 0)
+    }
+    if (tb_py_parse_flag(tr_obj, "transient", &transient) < 0)
         return NULL;
+    if (c != NULL ? chain_borrow(module, c, &ca) < 0
+                  : chain_from_fields(module, f, b, x, g, mk, live, &ca) < 0)
+        return NULL;
+    tb_chain chain = tb_py_chain_view(ca.obj, transient);
     tb_plan_tree tree = {0};
     int64_t mb = 0;
     double cost = 0.0;
     tb_status st;
     PyObject *result = NULL;
-    Py_BEGIN_ALLOW_THREADS
-    st = tb_min_budget(NULL, &ca.chain, &mb, &cost, &tree);
-    Py_END_ALLOW_THREADS
+    glue_stop gs;
+    tb_stop stop = {glue_should_stop, &gs};
+    gs.ts = PyEval_SaveThread();
+    st = tb_min_budget_ex(NULL, &stop, &chain, &mb, &cost, &tree);
+    PyEval_RestoreThread(gs.ts);
     if (st != TB_OK) {
-        tb_raise_status(st, "min_budget");
+        raise_plan_status(st, "min_budget");
         goto done;
     }
     PyObject *nodes = tree_to_tuple(&tree);
@@ -463,11 +335,12 @@ static PyObject *py_min_budget(PyObject *Py_UNUSED(module), PyObject *args, PyOb
     result = Py_BuildValue("(LdN)", (long long)mb, cost, nodes);
 done:
     tb_plan_tree_free(NULL, &tree);
-    chain_args_free(&ca);
+    chain_arg_release(&ca);
     return result;
 }
 
 PyDoc_STRVAR(simulate_doc,
+"simulate(chain, nodes, transient=False)\n"
 "simulate(forward_cost, backward_cost, input_bytes, saved_bytes, nodes, must_keep=None,\n"
 "         live_intervals=None, transient=False)\n"
 "    -> (cost, peak_bytes)\n\n"
@@ -475,37 +348,52 @@ PyDoc_STRVAR(simulate_doc,
 "model: total cost and peak bytes held (the chain input included). ValueError for a\n"
 "malformed tree.");
 
-static PyObject *py_simulate(PyObject *Py_UNUSED(module), PyObject *args, PyObject *kwds)
+static PyObject *py_simulate(PyObject *module, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"forward_cost", "backward_cost", "input_bytes", "saved_bytes",
                              "nodes", "must_keep", "live_intervals", "transient", NULL};
-    PyObject *f, *b, *x, *g, *nodes, *mk = Py_None, *live = Py_None;
+    static char *kwlist_chain[] = {"chain", "nodes", "transient", NULL};
+    PyObject *c = NULL, *f, *b, *x, *g, *nodes, *mk = Py_None, *live = Py_None,
+             *tr_obj = Py_False;
     int transient = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|OOp:simulate", kwlist, &f, &b, &x, &g,
-                                     &nodes, &mk, &live, &transient))
+    chain_arg ca = {NULL, 0};
+    if (is_chain_call(module, args, kwds)) {
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:simulate", kwlist_chain, &c, &nodes,
+                                         &tr_obj))
+            return NULL;
+    } else if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOO|OOO:simulate", kwlist, &f, &b,
+                                            &x, &g, &nodes, &mk, &live, &tr_obj)) {
         return NULL;
-    chain_args ca;
-    if (parse_chain(f, b, x, g, mk, live, transient, &ca) < 0)
+    }
+    if (tb_py_parse_flag(tr_obj, "transient", &transient) < 0)
         return NULL;
+    if (c != NULL ? chain_borrow(module, c, &ca) < 0
+                  : chain_from_fields(module, f, b, x, g, mk, live, &ca) < 0)
+        return NULL;
+    tb_chain chain = tb_py_chain_view(ca.obj, transient);
     tb_plan_tree tree;
     PyObject *result = NULL;
-    if (tuple_to_tree(nodes, &tree) < 0) {
-        chain_args_free(&ca);
+    if (tuple_to_tree(nodes, chain.n, &tree) < 0) {
+        chain_arg_release(&ca);
         return NULL;
     }
     double cost = 0.0;
     int64_t peak = 0;
-    tb_status st = tb_simulate(NULL, &ca.chain, &tree, &cost, &peak);
+    glue_stop gs;
+    tb_stop stop = {glue_should_stop, &gs};
+    gs.ts = PyEval_SaveThread();
+    tb_status st = tb_simulate_ex(NULL, &stop, &chain, &tree, &cost, &peak);
+    PyEval_RestoreThread(gs.ts);
     if (st == TB_ERR_INVALID)
         PyErr_SetString(PyExc_ValueError,
                         "nodes: not a plan tree of this chain (children must cover each "
                         "region in order, top level 0..L-1, no must_keep stage in a region)");
     else if (st != TB_OK)
-        tb_raise_status(st, "simulate");
+        raise_plan_status(st, "simulate");
     else
         result = Py_BuildValue("(dL)", cost, (long long)peak);
     tb_plan_tree_free(NULL, &tree);
-    chain_args_free(&ca);
+    chain_arg_release(&ca);
     return result;
 }
 

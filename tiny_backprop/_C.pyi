@@ -1,6 +1,7 @@
 """Type stubs of the C extension tiny_backprop._C."""
 
 from collections.abc import Sequence
+from typing import overload
 
 def strerror(code: int) -> str:
     """Description of a C core status code."""
@@ -51,6 +52,48 @@ class Graph:
 
 PLANNERS: tuple[str, ...]
 
+Nodes = tuple[tuple[int, int, int], ...]
+
+class Chain:
+    """An immutable chain of stages, copied and validated once (docs/api.md)."""
+
+    def __init__(
+        self,
+        forward_cost: Sequence[float],
+        backward_cost: Sequence[float],
+        input_bytes: Sequence[int],
+        saved_bytes: Sequence[int],
+        *,
+        must_keep: Sequence[bool] | None = None,
+        live_intervals: Sequence[tuple[int, int, int]] | None = None,
+    ) -> None: ...
+    def __len__(self) -> int: ...
+    @property
+    def num_stages(self) -> int: ...
+    @property
+    def forward_cost(self) -> tuple[float, ...]: ...
+    @property
+    def backward_cost(self) -> tuple[float, ...]: ...
+    @property
+    def input_bytes(self) -> tuple[int, ...]: ...
+    @property
+    def saved_bytes(self) -> tuple[int, ...]: ...
+    @property
+    def must_keep(self) -> tuple[bool, ...] | None: ...
+    @property
+    def live_intervals(self) -> tuple[tuple[int, int, int], ...] | None: ...
+
+@overload
+def plan_chain(
+    chain: Chain,
+    budget: int,
+    planner: str = "optimal",
+    slots: int = 512,
+    height: int = -1,
+    transient: bool | None = False,
+) -> tuple[Nodes, float, float, int] | None:
+    """(nodes, planned_cost, simulated_cost, peak_bytes); None if 'optimal' finds no plan."""
+@overload
 def plan_chain(
     forward_cost: Sequence[float],
     backward_cost: Sequence[float],
@@ -62,10 +105,12 @@ def plan_chain(
     must_keep: Sequence[bool] | None = None,
     height: int = -1,
     live_intervals: Sequence[tuple[int, int, int]] | None = None,
-    transient: bool = False,
-) -> tuple[tuple[tuple[int, int, int], ...], float, float, int] | None:
-    """(nodes, planned_cost, simulated_cost, peak_bytes); None if 'optimal' finds no plan."""
-
+    transient: bool | None = False,
+) -> tuple[Nodes, float, float, int] | None: ...
+@overload
+def min_budget(chain: Chain, transient: bool | None = False) -> tuple[int, float, Nodes]:
+    """(smallest feasible budget in bytes, cost, a schedule reaching it)."""
+@overload
 def min_budget(
     forward_cost: Sequence[float],
     backward_cost: Sequence[float],
@@ -73,10 +118,14 @@ def min_budget(
     saved_bytes: Sequence[int],
     must_keep: Sequence[bool] | None = None,
     live_intervals: Sequence[tuple[int, int, int]] | None = None,
-    transient: bool = False,
-) -> tuple[int, float, tuple[tuple[int, int, int], ...]]:
-    """(smallest feasible budget in bytes, cost, a schedule reaching it)."""
-
+    transient: bool | None = False,
+) -> tuple[int, float, Nodes]: ...
+@overload
+def simulate(
+    chain: Chain, nodes: Sequence[tuple[int, int, int]], transient: bool | None = False
+) -> tuple[float, int]:
+    """(total cost, peak bytes) of a plan tree under the model."""
+@overload
 def simulate(
     forward_cost: Sequence[float],
     backward_cost: Sequence[float],
@@ -85,9 +134,8 @@ def simulate(
     nodes: Sequence[tuple[int, int, int]],
     must_keep: Sequence[bool] | None = None,
     live_intervals: Sequence[tuple[int, int, int]] | None = None,
-    transient: bool = False,
-) -> tuple[float, int]:
-    """(total cost, peak bytes) of a plan tree under the model."""
+    transient: bool | None = False,
+) -> tuple[float, int]: ...
 # --- end planner ------------------------------------------------------------------
 
 # --- accountant (csrc/py_accountant.c) --------------------------------------------

@@ -251,7 +251,7 @@ def plan_chain(
         budget: bytes (int), a size string ("2GiB") or a fraction of the store-all peak.
         planner: one of PLANNERS.
         slots: memory units of the optimal DP (>= 1); more = finer, slower.
-        must_keep: per stage, True = never inside a recompute region.
+        must_keep: per stage, True = never inside a recompute region (bools only).
         height: tree height for planner="tree" (default ceil(log2 L)).
         live_intervals: DAG accounting (docs/theory.md §2): (j, u, bytes) for every
             value produced in stage j and last used by stage u > j (u <= L-1) that is
@@ -260,6 +260,10 @@ def plan_chain(
             empty) = plain chain, d(s, k) = x_k.
         transient: also require that a recompute region fits its running boundaries
             (docs/theory.md §2, "transient term"); False = exactly the reference model.
+            A bool.
+
+    The lists are validated once into a `_C.Chain` shared by every C call; a long
+    plan is interruptible with Ctrl-C (KeyboardInterrupt).
 
     Raises:
         TypeError / ValueError: bad arguments (the message names the argument).
@@ -283,33 +287,31 @@ def plan_chain(
     b = [float(v) for v in backward_cost] if _all_real(backward_cost, "backward_cost") else []
     x = [int(v) for v in input_bytes]
     g = [int(v) for v in saved_bytes]
-    mk = [bool(v) for v in must_keep] if must_keep is not None else None
+    mk = _check_flags(must_keep)
+    transient = _check_transient(transient)
     for name, vals in (("input_bytes", x), ("saved_bytes", g)):
         for i, v in enumerate(vals):
             if v < 0:
                 raise ValueError(f"{name}[{i}] must be >= 0 bytes, got {v}")
     live = _check_live(live_intervals, n)
+    # One validated C chain, shared by every call below.
+    chain = _C.Chain(f, b, x, g, must_keep=mk, live_intervals=live)
     if live is None:
         store_all = store_all_bytes(x, g)
     else:
-        store_all = _C.simulate(f, b, x, g, [(0, i, i + 1) for i in range(n)],
-                                live_intervals=live)[1]
+        store_all = _C.simulate(chain, [(0, i, i + 1) for i in range(n)])[1]
     budget_bytes = parse_budget(budget, store_all)
-    transient = bool(transient)
 
     t0 = time.perf_counter()
     # At or above the store-all peak the optimum is to keep everything (no recompute);
     # asking the store_all planner avoids rounding sizes up to slots.
     run_as = "store_all" if planner == "optimal" and budget_bytes >= store_all else planner
     res = _C.plan_chain(
-        f, b, x, g, budget_bytes, planner=run_as, slots=int(slots), must_keep=mk,
-        height=-1 if height is None else int(height), live_intervals=live,
-        transient=transient,
+        chain, budget_bytes, planner=run_as, slots=int(slots),
+        height=-1 if height is None else int(height), transient=transient,
     )
     if planner == "optimal" and res is None:
-        min_bytes, _, min_nodes = _C.min_budget(
-            f, b, x, g, must_keep=mk, live_intervals=live, transient=transient
-        )
+        min_bytes, _, min_nodes = _C.min_budget(chain, transient=transient)
         if budget_bytes < min_bytes:
             raise BudgetError(
                 f"no schedule fits in {budget_bytes} bytes ({format_bytes(budget_bytes)}); "
@@ -318,9 +320,7 @@ def plan_chain(
                 budget_bytes=budget_bytes,
             )
         # Feasible in exact bytes but not after rounding sizes up to slots.
-        cost, peak = _C.simulate(
-            f, b, x, g, min_nodes, must_keep=mk, live_intervals=live, transient=transient
-        )
+        cost, peak = _C.simulate(chain, min_nodes, transient=transient)
         res = (min_nodes, cost, cost, peak)
     nodes, planned, total, peak = res
     elapsed = time.perf_counter() - t0
@@ -375,6 +375,30 @@ def _check_live(
     return out or None
 
 
+def _check_flags(must_keep: Sequence[bool] | None) -> list[bool] | None:
+    """must_keep as a list of bools (None stays None); TypeError for a non-bool entry.
+
+    Only real bools (and numpy bools) count: 0/1, "yes" or None are a caller's mistake,
+    not a flag.
+    """
+    if must_keep is None:
+        return None
+    if isinstance(must_keep, (str, bytes)) or not hasattr(must_keep, "__iter__"):
+        raise TypeError(f"must_keep must be a sequence of bools, not {type(must_keep).__name__}")
+    out: list[bool] = []
+    for i, v in enumerate(must_keep):
+        if not isinstance(v, bool) and getattr(getattr(v, "dtype", None), "kind", None) != "b":
+            raise TypeError(f"must_keep[{i}] must be a bool, not {type(v).__name__}")
+        out.append(bool(v))
+    return out
+
+
+def _check_transient(transient: bool) -> bool:
+    if not isinstance(transient, bool):
+        raise TypeError(f"transient must be a bool, not {type(transient).__name__}")
+    return transient
+
+
 def _all_real(values: Sequence[Any], name: str) -> bool:
     for i, v in enumerate(values):
         if isinstance(v, bool) or not isinstance(v, numbers.Real):
@@ -398,13 +422,13 @@ def simulate_tree(
     """Replay any plan tree with the C simulator: (total cost, peak bytes)."""
     from . import _C
 
-    return _C.simulate(
+    chain = _C.Chain(
         [float(v) for v in forward_cost], [float(v) for v in backward_cost],
-        [int(v) for v in input_bytes], [int(v) for v in saved_bytes], encode_tree(tree),
-        must_keep=None if must_keep is None else [bool(v) for v in must_keep],
+        [int(v) for v in input_bytes], [int(v) for v in saved_bytes],
+        must_keep=_check_flags(must_keep),
         live_intervals=_check_live(live_intervals, len(forward_cost)),
-        transient=bool(transient),
     )
+    return _C.simulate(chain, encode_tree(tree), transient=_check_transient(transient))
 
 
 def plan(

@@ -7,10 +7,33 @@
 
 #include "planner.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
 #define TB_INF HUGE_VAL
+
+/* ---------------------------------------------------------------- cancellation */
+
+/* Work units (about one inner-loop step each) between two polls of the stop hook:
+ * a few milliseconds of work, so an interrupt is seen well within a second. */
+#define TB_POLL_WORK ((uint64_t)1 << 22)
+
+typedef struct tb_poll {
+    const tb_stop *stop;
+    uint64_t work;
+} tb_poll;
+
+/* Adds `work` units; polls the hook once enough work was done. Nonzero = stop. */
+static int poll_stop(tb_poll *p, uint64_t work)
+{
+    p->work += work;
+    if (p->work < TB_POLL_WORK)
+        return 0;
+    p->work = 0;
+    return p->stop != NULL && p->stop->should_stop != NULL &&
+           p->stop->should_stop(p->stop->ctx) != 0;
+}
 
 /* ---------------------------------------------------------------- plan trees */
 
@@ -73,15 +96,27 @@ static tb_status tree_push(const tb_allocator *a, tb_plan_tree *tree, int kind, 
 
 /* ---------------------------------------------------------------- chain checks */
 
+double tb_max_cost_sum(size_t n)
+{
+    return DBL_MAX / 4.0 / ((double)n + 1.0);
+}
+
 tb_status tb_chain_check(const tb_chain *c)
 {
     if (c == NULL || c->n == 0 || c->n > TB_MAX_STAGES || c->f == NULL || c->b == NULL ||
         c->x == NULL || c->g == NULL)
         return TB_ERR_INVALID;
     int64_t total = 0;
+    double cost_sum = 0.0, cost_max = tb_max_cost_sum(c->n);
     for (size_t i = 0; i < c->n; i++) {
         if (!isfinite(c->f[i]) || !isfinite(c->b[i]) || c->f[i] < 0 || c->b[i] < 0)
             return TB_ERR_INVALID;
+        /* each term <= DBL_MAX / 8 once the sum is under cost_max: no overflow */
+        if (c->f[i] > cost_max || c->b[i] > cost_max)
+            return TB_ERR_OVERFLOW;
+        cost_sum += c->f[i] + c->b[i];
+        if (cost_sum > cost_max)
+            return TB_ERR_OVERFLOW;
         if (c->x[i] < 0 || c->g[i] < 0)
             return TB_ERR_INVALID;
         if (c->x[i] > TB_MAX_BYTES || c->g[i] > TB_MAX_BYTES)
@@ -173,6 +208,13 @@ typedef struct sim_frame {
 tb_status tb_simulate(const tb_allocator *a, const tb_chain *c, const tb_plan_tree *tree,
                       double *cost, int64_t *peak)
 {
+    return tb_simulate_ex(a, NULL, c, tree, cost, peak);
+}
+
+tb_status tb_simulate_ex(const tb_allocator *a, const tb_stop *stop, const tb_chain *c,
+                         const tb_plan_tree *tree, double *cost, int64_t *peak)
+{
+    tb_poll poll = {stop, 0};
     tb_status st = tb_chain_check(c);
     if (st != TB_OK)
         return st;
@@ -189,6 +231,12 @@ tb_status tb_simulate(const tb_allocator *a, const tb_chain *c, const tb_plan_tr
     for (size_t j = 0; j < tree->n_nodes; j++) {
         if (depth == 0)
             goto done; /* nodes after the top level is complete */
+        /* a node costs up to its stages plus a few d() of O(n_live) each */
+        int64_t span = (int64_t)tree->end[j] - (int64_t)tree->start[j];
+        if (poll_stop(&poll, (uint64_t)c->n_live * 4 + 1 + (uint64_t)(span > 0 ? span : 0))) {
+            st = TB_ERR_INTERRUPTED;
+            goto done;
+        }
         sim_frame *fr = &stack[depth - 1];
         int32_t s0 = tree->start[j], e0 = tree->end[j];
         if (s0 < 0 || e0 <= s0)
@@ -266,39 +314,66 @@ static size_t *next_must_keep(const tb_allocator *a, const tb_chain *c)
 /* d(s, k) of every 0 <= s < k <= n-1 at index tri(s, k) (entries s == k are 0), in
  * bytes. Intervals: add each at (j, u), suffix-sum over k (bytes made in j and live at
  * k), then sum over j in [s, k). O(n^2 + n_live). NULL when out of memory. */
-static int64_t *new_bytes_table(const tb_allocator *a, const tb_chain *c)
+static int64_t *new_bytes_table(const tb_allocator *a, const tb_chain *c, tb_poll *poll,
+                                tb_status *st)
 {
     size_t n = c->n, rows = n * (n + 1) / 2;
     int64_t *d = tb_calloc(a, rows, sizeof(int64_t));
+    *st = TB_ERR_NOMEM;
     if (d == NULL)
         return NULL;
+    *st = TB_ERR_INTERRUPTED;
     if (c->n_live == 0) {
-        for (size_t k = 1; k < n; k++)
+        for (size_t k = 1; k < n; k++) {
+            if (poll_stop(poll, k))
+                goto stop;
             for (size_t s = 0; s < k; s++)
                 d[tri(s, k)] = c->x[k];
+        }
+        *st = TB_OK;
         return d;
     }
-    for (size_t i = 0; i < c->n_live; i++)
+    for (size_t i = 0; i < c->n_live; i++) {
+        if (poll_stop(poll, 1))
+            goto stop;
         d[tri((size_t)c->live[3 * i], (size_t)c->live[3 * i + 1])] += c->live[3 * i + 2];
-    for (size_t j = 0; j + 1 < n; j++)
+    }
+    for (size_t j = 0; j + 1 < n; j++) {
+        if (poll_stop(poll, n - j))
+            goto stop;
         for (size_t k = n - 1; k-- > j + 1;)
             d[tri(j, k)] += d[tri(j, k + 1)];
-    for (size_t k = 1; k < n; k++)
+    }
+    for (size_t k = 1; k < n; k++) {
+        if (poll_stop(poll, k))
+            goto stop;
         for (size_t s = k - 1; s-- > 0;)
             d[tri(s, k)] += d[tri(s + 1, k)];
+    }
+    *st = TB_OK;
     return d;
+stop:
+    tb_free(a, d);
+    return NULL;
 }
 
 /* tr(s, k) for 0 <= s < k <= n-1 at index tri(s, k), in bytes, from the d table:
  * tr(s, k) = max(tr(s, k-1), d(s, k-1) + d(k-1, k)), d(s, s) = 0. All zero when the
  * chain has no transient term. NULL when out of memory. */
-static int64_t *transient_table(const tb_allocator *a, const tb_chain *c, const int64_t *d)
+static int64_t *transient_table(const tb_allocator *a, const tb_chain *c, const int64_t *d,
+                                tb_poll *poll, tb_status *st)
 {
     size_t n = c->n, rows = n * (n + 1) / 2;
     int64_t *tr = tb_calloc(a, rows, sizeof(int64_t));
+    *st = tr == NULL ? TB_ERR_NOMEM : TB_OK;
     if (tr == NULL || !c->transient)
         return tr;
     for (size_t s = 0; s + 1 < n; s++) {
+        if (poll_stop(poll, n - s)) {
+            tb_free(a, tr);
+            *st = TB_ERR_INTERRUPTED;
+            return NULL;
+        }
         int64_t best = 0;
         for (size_t k = s + 1; k < n; k++) {
             int64_t v = (k - 1 > s ? d[tri(s, k - 1)] : 0) + d[tri(k - 1, k)];
@@ -312,27 +387,49 @@ static int64_t *transient_table(const tb_allocator *a, const tb_chain *c, const 
 
 /* ---------------------------------------------------------------- min budget */
 
+/* Bytes of the O(n^2) per-row tables (row_bytes each), or UINT64_MAX on overflow. */
+static uint64_t table_bytes(size_t n, uint64_t row_bytes)
+{
+    uint64_t rows = (uint64_t)n * ((uint64_t)n + 1) / 2;
+    return rows > UINT64_MAX / row_bytes ? UINT64_MAX : rows * row_bytes;
+}
+
 tb_status tb_min_budget(const tb_allocator *a, const tb_chain *c, int64_t *min_bytes,
                         double *cost, tb_plan_tree *tree)
 {
+    return tb_min_budget_ex(a, NULL, c, min_bytes, cost, tree);
+}
+
+tb_status tb_min_budget_ex(const tb_allocator *a, const tb_stop *stop, const tb_chain *c,
+                           int64_t *min_bytes, double *cost, tb_plan_tree *tree)
+{
+    tb_poll poll = {stop, 0};
     tb_status st = tb_chain_check(c);
     if (st != TB_OK)
         return st;
     size_t n = c->n, rows = n * (n + 1) / 2;
+    /* mm, mc, dd, tt: 8 bytes a row each; ch: 4 */
+    if (table_bytes(n, 36) > TB_MAX_PLAN_BYTES)
+        return TB_ERR_LIMIT;
     int64_t *mm = tb_malloc(a, rows * sizeof(int64_t));
     double *mc = tb_malloc(a, rows * sizeof(double));
     int32_t *ch = tb_malloc(a, rows * sizeof(int32_t));
     size_t *nk = next_must_keep(a, c);
     size_t *stk = tb_malloc(a, (2 * n + 2) * sizeof(size_t));
-    int64_t *dd = new_bytes_table(a, c);
-    int64_t *tt = dd == NULL ? NULL : transient_table(a, c, dd);
-    if (mm == NULL || mc == NULL || ch == NULL || nk == NULL || stk == NULL || dd == NULL ||
-        tt == NULL) {
+    int64_t *dd = new_bytes_table(a, c, &poll, &st);
+    int64_t *tt = dd == NULL ? NULL : transient_table(a, c, dd, &poll, &st);
+    if (dd == NULL || tt == NULL)
+        goto done; /* st says why */
+    if (mm == NULL || mc == NULL || ch == NULL || nk == NULL || stk == NULL) {
         st = TB_ERR_NOMEM;
         goto done;
     }
     for (size_t t = 0; t < n; t++) {
         for (size_t s = t + 1; s-- > 0;) {
+            if (poll_stop(&poll, t - s + 1)) {
+                st = TB_ERR_INTERRUPTED;
+                goto done;
+            }
             size_t r = tri(s, t);
             if (s == t) {
                 mm[r] = c->g[s] + (c->transient && s + 1 < n ? dd[tri(s, s + 1)] : 0);
@@ -501,6 +598,16 @@ static size_t sat_add(size_t a, size_t b, size_t cap)
 tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budget,
                           int64_t slots, double *cost, tb_plan_tree *tree)
 {
+    return tb_plan_optimal_ex(a, NULL, c, budget, slots, cost, tree);
+}
+
+/* Per-row bytes of the optimal DP: D, TR, lo, top, off, hi. */
+#define TB_DP_ROW_BYTES 48
+
+tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const tb_chain *c,
+                             int64_t budget, int64_t slots, double *cost, tb_plan_tree *tree)
+{
+    tb_poll poll = {stop, 0};
     tb_status st = tb_chain_check(c);
     if (st != TB_OK)
         return st;
@@ -517,11 +624,16 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
         return TB_ERR_INFEASIBLE;
     size_t W = (size_t)(S - X0) + 1;
     size_t rows = n * (n + 1) / 2;
+    uint64_t meta_bytes = table_bytes(n, TB_DP_ROW_BYTES);
+    if (meta_bytes > TB_MAX_PLAN_BYTES)
+        return TB_ERR_LIMIT;
 
     dp_rows R = {NULL, NULL, NULL, NULL};
     size_t *hi = NULL, *G = NULL, *nk = NULL, *stk = NULL;
-    int64_t *D = new_bytes_table(a, c); /* bytes, then slots (clamped to W) */
-    int64_t *TR = D == NULL ? NULL : transient_table(a, c, D); /* likewise */
+    int64_t *D = new_bytes_table(a, c, &poll, &st); /* bytes, then slots (clamped to W) */
+    int64_t *TR = D == NULL ? NULL : transient_table(a, c, D, &poll, &st); /* likewise */
+    if (D == NULL || TR == NULL)
+        goto done; /* st says why */
     R.lo = tb_malloc(a, rows * sizeof(size_t));
     R.top = tb_malloc(a, rows * sizeof(size_t));
     R.off = tb_malloc(a, rows * sizeof(size_t));
@@ -529,7 +641,7 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
     G = tb_malloc(a, n * sizeof(size_t));
     nk = next_must_keep(a, c);
     stk = tb_malloc(a, (3 * n + 3) * sizeof(size_t));
-    if (D == NULL || TR == NULL || R.lo == NULL || R.top == NULL || R.off == NULL || hi == NULL ||
+    if (R.lo == NULL || R.top == NULL || R.off == NULL || hi == NULL ||
         G == NULL || nk == NULL || stk == NULL) {
         st = TB_ERR_NOMEM;
         goto done;
@@ -538,18 +650,27 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
         int64_t v = to_slots(c->g[i], unit, cap);
         G[i] = (size_t)v > W ? W : (size_t)v;
     }
-    for (size_t k = 1; k < n; k++)
+    for (size_t k = 1; k < n; k++) {
+        if (poll_stop(&poll, k)) {
+            st = TB_ERR_INTERRUPTED;
+            goto done;
+        }
         for (size_t s = 0; s < k; s++) {
             int64_t v = to_slots(D[tri(s, k)], unit, cap);
             D[tri(s, k)] = (size_t)v > W ? (int64_t)W : v;
             v = to_slots(TR[tri(s, k)], unit, cap);
             TR[tri(s, k)] = (size_t)v > W ? (int64_t)W : v;
         }
+    }
 
     /* Pass 1: lo (least feasible m, W = none) and hi (constant from there) per row. */
     size_t total = 0;
     for (size_t t = 0; t < n; t++) {
         for (size_t s = t + 1; s-- > 0;) {
+            if (poll_stop(&poll, t - s + 1)) {
+                st = TB_ERR_INTERRUPTED;
+                goto done;
+            }
             size_t r = tri(s, t), l, h;
             if (s == t) {
                 l = h = G[s];
@@ -589,6 +710,10 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
             }
         }
     }
+    if (total > (TB_MAX_PLAN_BYTES - meta_bytes) / sizeof(double)) {
+        st = TB_ERR_LIMIT; /* too many cells: fewer slots or stages */
+        goto done;
+    }
     R.T = tb_malloc(a, (total ? total : 1) * sizeof(double));
     if (R.T == NULL) {
         st = TB_ERR_NOMEM;
@@ -599,6 +724,10 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
     for (size_t t = 0; t < n; t++) {
         for (size_t s = t + 1; s-- > 0;) {
             size_t r = tri(s, t);
+            if (poll_stop(&poll, t - s + 1)) {
+                st = TB_ERR_INTERRUPTED;
+                goto done;
+            }
             if (R.lo[r] >= W)
                 continue;
             double *row = R.T + R.off[r];
@@ -613,8 +742,13 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
                 row[m - rlo] = TB_INF;
             /* keep s */
             size_t d = G[s] + (size_t)D[tri(s, s + 1)], rk = tri(s + 1, t);
-            if (R.lo[rk] < W && d + R.lo[rk] <= rtop)
+            if (R.lo[rk] < W && d + R.lo[rk] <= rtop) {
                 dp_relax(&R, row, rlo, d + R.lo[rk], rtop, fb, rk, d, SIZE_MAX);
+                if (poll_stop(&poll, rtop - rlo + 1)) {
+                    st = TB_ERR_INTERRUPTED;
+                    goto done;
+                }
+            }
             /* region [s, k): no must_keep stage inside */
             double F = 0.0;
             for (size_t k = s + 1; k <= t && k - 1 < nk[s]; k++) {
@@ -630,6 +764,10 @@ tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budg
                 if (m0 > rtop)
                     continue;
                 dp_relax(&R, row, rlo, m0, rtop, F, ra, dk, rb);
+                if (poll_stop(&poll, rtop - m0 + 1)) {
+                    st = TB_ERR_INTERRUPTED;
+                    goto done;
+                }
             }
         }
     }

@@ -87,11 +87,23 @@ int64_t tb_chain_transient_bytes(const tb_chain *c, size_t s, size_t k);
 /* Largest byte count accepted (sums of all sizes must stay exact in int64/double). */
 #define TB_MAX_BYTES ((int64_t)1 << 52)
 
-/* Validates a chain: n >= 1, costs finite >= 0, sizes in [0, TB_MAX_BYTES], and the
- * sum of all sizes (interval bytes included) <= TB_MAX_BYTES; intervals with
- * 0 <= j < u <= n-1 (TB_ERR_RANGE otherwise), at most TB_MAX_LIVE of them.
+/* Largest sum of all costs (forward and backward) of an n-stage chain:
+ * DBL_MAX / 4 / (n + 1). Any schedule runs each forward at most n + 1 times, so with
+ * this bound every cost the planners add up (totals and DP values) stays finite and a
+ * feasible budget is never reported infeasible because a sum overflowed to inf. */
+double tb_max_cost_sum(size_t n);
+
+/* Validates a chain: n >= 1, costs finite >= 0 with a sum <= tb_max_cost_sum(n)
+ * (TB_ERR_OVERFLOW otherwise), sizes in [0, TB_MAX_BYTES], and the sum of all sizes
+ * (interval bytes included) <= TB_MAX_BYTES; intervals with 0 <= j < u <= n-1
+ * (TB_ERR_RANGE otherwise), at most TB_MAX_LIVE of them.
  * TB_OK or TB_ERR_INVALID / TB_ERR_RANGE / TB_ERR_OVERFLOW. */
 tb_status tb_chain_check(const tb_chain *c);
+
+/* Most bytes of tables that tb_plan_optimal / tb_min_budget allocate (O(n^2) per-row
+ * data, plus the DP's cells: up to n^2/2 * min(slots, budget) doubles). A problem that
+ * would need more returns TB_ERR_LIMIT before allocating it (4 GiB). */
+#define TB_MAX_PLAN_BYTES ((uint64_t)1 << 32)
 
 /* Replays a plan tree forward and backward under the model.
  * *cost = total compute cost (forward, recompute and backward), *peak = largest number
@@ -99,11 +111,18 @@ tb_status tb_chain_check(const tb_chain *c);
  * that puts a must_keep stage inside a region. */
 tb_status tb_simulate(const tb_allocator *a, const tb_chain *c, const tb_plan_tree *tree,
                       double *cost, int64_t *peak);
+/* Same, polling stop (may be NULL) as it goes: TB_ERR_INTERRUPTED when it says stop. */
+tb_status tb_simulate_ex(const tb_allocator *a, const tb_stop *stop, const tb_chain *c,
+                         const tb_plan_tree *tree, double *cost, int64_t *peak);
 
 /* Smallest budget (exact bytes) for which the model has a schedule, and the least cost
  * among the schedules that reach it. If tree is not NULL it receives such a schedule. */
 tb_status tb_min_budget(const tb_allocator *a, const tb_chain *c, int64_t *min_bytes,
                         double *cost, tb_plan_tree *tree);
+/* Same, polling stop (may be NULL): TB_ERR_INTERRUPTED when it says stop; TB_ERR_LIMIT
+ * when the tables would exceed TB_MAX_PLAN_BYTES. */
+tb_status tb_min_budget_ex(const tb_allocator *a, const tb_stop *stop, const tb_chain *c,
+                           int64_t *min_bytes, double *cost, tb_plan_tree *tree);
 
 /* Optimal plan for `budget` bytes with memory discretised into at most `slots` units:
  * unit = max(1, ceil(budget / slots)), sizes rounded up, budget rounded down, so the
@@ -112,6 +131,10 @@ tb_status tb_min_budget(const tb_allocator *a, const tb_chain *c, int64_t *min_b
  * schedule (the caller may then fall back to tb_min_budget's schedule). */
 tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budget,
                           int64_t slots, double *cost, tb_plan_tree *tree);
+/* Same, polling stop (may be NULL): TB_ERR_INTERRUPTED when it says stop; TB_ERR_LIMIT
+ * when the tables would exceed TB_MAX_PLAN_BYTES. */
+tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const tb_chain *c,
+                             int64_t budget, int64_t slots, double *cost, tb_plan_tree *tree);
 
 /* A baseline plan (budget-blind): store_all, per_stage, sqrt or tree (height >= 0).
  * must_keep stages are never put inside a region. */

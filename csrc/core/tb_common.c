@@ -14,6 +14,8 @@ const char *tb_strerror(tb_status status)
     case TB_ERR_INFEASIBLE: return "no schedule fits in the memory budget";
     case TB_ERR_OVERFLOW: return "size overflow";
     case TB_ERR_STATE: return "object used in the wrong state";
+    case TB_ERR_INTERRUPTED: return "interrupted";
+    case TB_ERR_LIMIT: return "problem too large (over a documented size bound)";
     }
     return "unknown status";
 }

@@ -14,11 +14,26 @@ typedef enum tb_status {
     TB_ERR_CYCLE = 4,      /* the graph has a cycle */
     TB_ERR_INFEASIBLE = 5, /* no schedule fits in the budget */
     TB_ERR_OVERFLOW = 6,   /* a size or count overflowed */
-    TB_ERR_STATE = 7       /* an object was used in the wrong state */
+    TB_ERR_STATE = 7,      /* an object was used in the wrong state */
+    TB_ERR_INTERRUPTED = 8, /* a tb_stop callback asked the computation to stop */
+    TB_ERR_LIMIT = 9       /* the problem exceeds a documented size bound */
 } tb_status;
 
-/* A static, human-readable description of a status code (never NULL). */
+/* Largest status code (for range checks of codes that come from outside). */
+#define TB_STATUS_LAST TB_ERR_LIMIT
+
+/* A static, human-readable description of a status code (never NULL; "unknown status"
+ * for a value that is not a tb_status). */
 const char *tb_strerror(tb_status status);
+
+/* Cancellation hook of long computations. should_stop(ctx) is polled every few
+ * milliseconds of work (from the calling thread); a nonzero return makes the
+ * computation free what it holds and return TB_ERR_INTERRUPTED. A NULL hook (or a NULL
+ * should_stop) never stops. The core never looks at ctx. */
+typedef struct tb_stop {
+    int (*should_stop)(void *ctx);
+    void *ctx;
+} tb_stop;
 
 /* Allocator hook. Every allocation of the core goes through one of these, so tests
  * can count allocations and make the n-th one fail. A NULL hook means malloc/free. */

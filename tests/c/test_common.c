@@ -10,8 +10,26 @@ static int failures = 0;
 
 int main(void)
 {
-    for (int s = TB_OK; s <= TB_ERR_STATE; s++)
-        CHECK(strcmp(tb_strerror((tb_status)s), "unknown status") != 0);
+    /* every status has its own full message */
+    static const char *const expected[] = {
+        "success",
+        "out of memory",
+        "invalid argument value",
+        "index out of range",
+        "graph has a cycle",
+        "no schedule fits in the memory budget",
+        "size overflow",
+        "object used in the wrong state",
+        "interrupted",
+        "problem too large (over a documented size bound)",
+    };
+    CHECK(sizeof(expected) / sizeof(expected[0]) == (size_t)TB_STATUS_LAST + 1);
+    for (int s = TB_OK; s <= TB_STATUS_LAST; s++) {
+        CHECK(strcmp(tb_strerror((tb_status)s), expected[s]) == 0);
+        for (int t = TB_OK; t < s; t++)
+            CHECK(strcmp(tb_strerror((tb_status)s), tb_strerror((tb_status)t)) != 0);
+    }
+    CHECK(strcmp(tb_strerror((tb_status)(TB_STATUS_LAST + 1)), "unknown status") == 0);
     CHECK(strcmp(tb_strerror((tb_status)999), "unknown status") == 0);
 
     tb_counting_state st = {0, 0, 0, 2};

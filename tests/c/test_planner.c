@@ -236,8 +236,122 @@ static void test_transient(void)
     tb_plan_tree_free(NULL, &tree);
 }
 
+/* Stop hook: stops at the poll number ctx->stop_at (1-based), counts polls. */
+typedef struct stop_ctx {
+    int polls;
+    int stop_at;
+} stop_ctx;
+
+static int stop_after(void *ctx)
+{
+    stop_ctx *sc = ctx;
+    sc->polls++;
+    return sc->polls >= sc->stop_at;
+}
+
+/* A chain long enough for the DP to poll many times. */
+static tb_chain long_chain(size_t n, double *f, double *b, int64_t *x, int64_t *g)
+{
+    for (size_t i = 0; i < n; i++) {
+        f[i] = 1.0 + (double)(i % 7);
+        b[i] = 2.0;
+        x[i] = 100 + (int64_t)(i % 5);
+        g[i] = 50 + (int64_t)(i % 3);
+    }
+    return (tb_chain){n, f, b, x, g, NULL, 0, NULL, 0};
+}
+
+static void test_interrupt(void)
+{
+    enum { N = 120 };
+    static double f[N], b[N];
+    static int64_t x[N], g[N];
+    tb_chain c = long_chain(N, f, b, x, g);
+    double cost = 0;
+    int64_t mb = 0, peak = 0;
+    tb_plan_tree tree = {0};
+    /* a hook that never stops is polled and changes nothing */
+    stop_ctx never = {0, 1 << 30};
+    tb_stop hook = {stop_after, &never};
+    CHECK(tb_plan_optimal_ex(NULL, &hook, &c, 6000, 2048, &cost, &tree) == TB_OK);
+    CHECK(never.polls > 2);
+    double cost_plain = 0;
+    tb_plan_tree tree2 = {0};
+    CHECK(tb_plan_optimal(NULL, &c, 6000, 2048, &cost_plain, &tree2) == TB_OK);
+    CHECK(cost == cost_plain && tree.n_nodes == tree2.n_nodes);
+    tb_plan_tree_free(NULL, &tree2);
+    CHECK(tb_simulate_ex(NULL, &hook, &c, &tree, &cost, &peak) == TB_OK);
+    tb_plan_tree_free(NULL, &tree);
+    /* stopping at any poll: TB_ERR_INTERRUPTED, nothing leaked */
+    int total = never.polls;
+    for (int k = 1; k <= total; k += 1 + total / 16) {
+        tb_counting_state cs = {0, 0, 0, 0};
+        tb_allocator a = tb_counting_allocator(&cs);
+        stop_ctx sc = {0, k};
+        tb_stop h = {stop_after, &sc};
+        tb_status st = tb_plan_optimal_ex(&a, &h, &c, 6000, 2048, &cost, &tree);
+        CHECK(st == TB_ERR_INTERRUPTED);
+        tb_plan_tree_free(&a, &tree);
+        CHECK(cs.live == 0);
+    }
+    enum { M = 400 }; /* min_budget does less work a row: needs a longer chain to poll */
+    static double mf[M], mbk[M];
+    static int64_t mx[M], mg[M];
+    tb_chain m = long_chain(M, mf, mbk, mx, mg);
+    stop_ctx sc = {0, 1};
+    tb_stop h = {stop_after, &sc};
+    tb_counting_state cs = {0, 0, 0, 0};
+    tb_allocator a = tb_counting_allocator(&cs);
+    CHECK(tb_min_budget_ex(&a, &h, &m, &mb, &cost, &tree) == TB_ERR_INTERRUPTED);
+    CHECK(sc.polls == 1);
+    tb_plan_tree_free(&a, &tree);
+    CHECK(cs.live == 0);
+    /* a NULL hook, or a hook without a function, never stops */
+    tb_stop empty = {NULL, NULL};
+    CHECK(tb_min_budget_ex(NULL, &empty, &c, &mb, &cost, &tree) == TB_OK);
+    tb_plan_tree_free(NULL, &tree);
+    CHECK(tb_min_budget_ex(NULL, NULL, &c, &mb, &cost, &tree) == TB_OK);
+    tb_plan_tree_free(NULL, &tree);
+}
+
+static void test_limits(void)
+{
+    /* huge costs: a sum that would overflow is rejected up front, not "infeasible" */
+    double f[3] = {1e308, 1e308, 1e308}, b[3] = {1e308, 1e308, 1e308};
+    int64_t x[3] = {1, 1, 1}, g[3] = {1, 1, 1};
+    tb_chain c = {3, f, b, x, g, NULL, 0, NULL, 0};
+    CHECK(tb_chain_check(&c) == TB_ERR_OVERFLOW);
+    double cost = 0;
+    tb_plan_tree tree = {0};
+    CHECK(tb_plan_optimal(NULL, &c, 100, 512, &cost, &tree) == TB_ERR_OVERFLOW);
+    /* just under the bound: plans, finite cost */
+    double lim = tb_max_cost_sum(3) / 6.5;
+    for (int i = 0; i < 3; i++)
+        f[i] = b[i] = lim;
+    CHECK(tb_chain_check(&c) == TB_OK);
+    CHECK(tb_plan_optimal(NULL, &c, 3, 512, &cost, &tree) == TB_OK);
+    CHECK(isfinite(cost) && cost > 0);
+    tb_plan_tree_free(NULL, &tree);
+    int64_t mb = 0;
+    CHECK(tb_min_budget(NULL, &c, &mb, &cost, &tree) == TB_OK && isfinite(cost));
+    tb_plan_tree_free(NULL, &tree);
+
+    /* too many DP cells (stages x slots): TB_ERR_LIMIT before allocating them */
+    enum { N = 400 };
+    static double lf[N], lb[N];
+    static int64_t lx[N], lg[N];
+    tb_chain l = long_chain(N, lf, lb, lx, lg);
+    for (size_t i = 0; i < N; i++)
+        lx[i] = lg[i] = (int64_t)1 << 30; /* 16384 slots each: rows hold millions of cells */
+    CHECK(tb_plan_optimal(NULL, &l, (int64_t)1 << 40, (int64_t)1 << 24, &cost, &tree) ==
+          TB_ERR_LIMIT);
+    CHECK(tree.n_nodes == 0);
+}
+
 int main(void)
 {
+    test_interrupt();
+    test_limits();
     test_transient();
     test_live_intervals();
     test_known_answers();
