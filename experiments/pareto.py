@@ -11,7 +11,7 @@ medians over rounds. Memory = peak RSS growth of a steady step over the RSS befo
 steps after warm-up. Modes: naive, checkpoint (torch.utils.checkpoint per block,
 non-reentrant), checkpoint_seq (sqrt(L) segments; chain models only), sac (selective
 activation checkpointing per block, saving matmul outputs), hf (Hugging Face
-gradient_checkpointing_enable; HF models only), tiny@<fraction> (HCModule). Writes
+gradient_checkpointing_enable; HF models only), tiny@<fraction> (HCModule, FLOP costs), tinym@<fraction> (measured costs). Writes
 <out>.csv and <out>.png; prints a table with memory and time as multiples of naive.
 """
 
@@ -89,9 +89,10 @@ def apply(model: Any, mode: str, path: str, workload: str) -> Any:
 
     if mode == "naive":
         return model
-    if mode.startswith("tiny@"):
+    if mode.startswith(("tiny@", "tinym@")):
         from tiny_backprop import HCModule
-        return HCModule(model, float(mode.split("@")[1]))
+        cost = "measured" if mode.startswith("tinym@") else "flops"
+        return HCModule(model, float(mode.split("@")[1]), cost_model=cost)
     if mode == "hf":
         if not workload.startswith("hf_"):
             raise SystemExit(3)
@@ -178,13 +179,13 @@ def run_point(workload: str, mode: str, warmup: int, steps: int) -> dict[str, An
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def modes_for(workload: str, budgets: list[float]) -> list[str]:
+def modes_for(workload: str, budgets: list[float], measured: list[float]) -> list[str]:
     out = ["naive", "checkpoint", "sac"]
     if workload == "gpt2_medium":
         out.append("checkpoint_seq")
     if workload.startswith("hf_"):
         out.append("hf")
-    return out + [f"tiny@{b}" for b in budgets]
+    return out + [f"tiny@{b}" for b in budgets] + [f"tinym@{b}" for b in measured]
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -224,10 +225,12 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(wls), figsize=(5 * len(wls), 4), squeeze=False)
     for ax, wl in zip(axes[0], wls):
         rs = [r for r in summary if r["workload"] == wl and "mem_x_naive" in r]
-        tiny = sorted((r for r in rs if r["mode"].startswith("tiny")),
-                      key=lambda r: r["mem_x_naive"])
-        ax.plot([r["mem_x_naive"] for r in tiny], [r["time_x_naive"] for r in tiny], "o-",
-                label="tiny")
+        for prefix, label in (("tiny@", "tiny (FLOP costs)"), ("tinym@", "tiny (measured)")):
+            tiny = sorted((r for r in rs if r["mode"].startswith(prefix)),
+                          key=lambda r: r["mem_x_naive"])
+            if tiny:
+                ax.plot([r["mem_x_naive"] for r in tiny], [r["time_x_naive"] for r in tiny],
+                        "o-", label=label)
         for r in rs:
             if not r["mode"].startswith("tiny"):
                 ax.plot(r["mem_x_naive"], r["time_x_naive"], "s")
@@ -250,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workloads", nargs="+", default=["gpt2_medium", "hf_gpt2"],
                     choices=WORKLOADS)
     ap.add_argument("--budgets", nargs="+", type=float, default=list(DEFAULT_BUDGETS))
+    ap.add_argument("--measured", nargs="*", type=float, default=[],
+                    help="budgets also run with cost_model='measured' (mode tinym@b)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--steps", type=int, default=3)
@@ -257,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="results/tmp/pareto")
     ap.add_argument("--dry-run", action="store_true")
     a = ap.parse_args(argv)
-    points = [(w, m) for w in a.workloads for m in modes_for(w, a.budgets)]
+    points = [(w, m) for w in a.workloads for m in modes_for(w, a.budgets, a.measured)]
     if a.dry_run:
         for w, m in points:
             print(w, m)
