@@ -341,3 +341,68 @@ def test_kept_in_place_random_op_replays_its_mask() -> None:
     assert torch.equal(loss, loss_ref)
     for (k, a), b in zip(model.named_parameters(), ref.parameters()):
         assert torch.equal(a.grad, b.grad), k
+
+
+class _InPlaceNet(nn.Module):
+    """In-place ops, views, a frozen layer and a side output inside the blocks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(nn.Linear(8, 8) for _ in range(4))
+        self.blocks[1].requires_grad_(False)
+        self.side: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.side = []
+        for b in self.blocks:
+            h = b(x)
+            h.relu_()
+            self.side.append(h.sum())
+            x = x + h.view(-1, 8).tanh()
+        return x.pow(2).mean()
+
+
+def _pair():
+    import copy
+    torch.manual_seed(0)
+    m = _InPlaceNet().train()
+    return m, copy.deepcopy(m)
+
+
+def test_autograd_grad_backward_inputs_retain_graph_side_outputs() -> None:
+    x = torch.randn(16, 8)
+    m, ref = _pair()
+    hc = HCModule(m, min_budget(m, (x,), {}), track_memory=True)
+    hc(x).backward()  # plan
+    m.zero_grad()
+    assert hc.plan.regions
+    # torch.autograd.grad
+    ga = torch.autograd.grad(hc(x), list(m.blocks[0].parameters()))
+    gb = torch.autograd.grad(ref(x), list(ref.blocks[0].parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(ga, gb))
+    # backward(inputs=...)
+    hc(x).backward(inputs=[m.blocks[2].weight])
+    ref(x).backward(inputs=[ref.blocks[2].weight])
+    assert torch.equal(m.blocks[2].weight.grad, ref.blocks[2].weight.grad)
+    assert m.blocks[0].weight.grad is None
+    # retain_graph and a second backward
+    m.zero_grad()
+    ref.zero_grad()
+    la, lb = hc(x), ref(x)
+    la.backward(retain_graph=True)
+    la.backward()
+    lb.backward(retain_graph=True)
+    lb.backward()
+    assert torch.equal(m.blocks[3].weight.grad, ref.blocks[3].weight.grad)
+    # a side output from inside recomputed regions keeps its gradient
+    m.zero_grad()
+    ref.zero_grad()
+    loss = hc(x)
+    (loss + sum(m.side)).backward()
+    loss_r = ref(x)
+    (loss_r + sum(ref.side)).backward()
+    for (k, a), b in zip(m.named_parameters(), ref.parameters()):
+        if a.requires_grad:
+            assert torch.equal(a.grad, b.grad), k
+        else:
+            assert a.grad is None and b.grad is None
