@@ -1,10 +1,11 @@
-"""HCModule under DistributedDataParallel (2 CPU processes, gloo, each with a deadline)."""
+"""HCModule under DDP and FSDP2 (2 CPU processes, gloo, each run with a deadline)."""
 
 from __future__ import annotations
 
 import os
 import socket
 
+import pytest
 import torch
 
 from tiny_backprop import HCModule, zoo
@@ -37,18 +38,7 @@ def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
 
 def test_ddp_two_processes_match_one(tmp_path) -> None:
-    import torch.multiprocessing as mp
-
-    ctx = mp.start_processes(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2,
-                             join=False, start_method="spawn")
-    deadline = 120.0
-    import time
-    t0 = time.monotonic()
-    while not ctx.join(timeout=5):
-        if time.monotonic() - t0 > deadline:
-            for p in ctx.processes:
-                p.kill()
-            raise AssertionError("DDP workers did not finish within 120 s")
+    _spawn(_ddp_worker, (2, _free_port(), str(tmp_path)))
     got = torch.load(tmp_path / "grads.pt")
     w = zoo.build("mlp", "small", overrides=dict(batch=8, d=16, n_layers=6))
     x, y = w.args
@@ -57,3 +47,60 @@ def test_ddp_two_processes_match_one(tmp_path) -> None:
         (w.model(x[half], y[half]) / 2).backward()
     for k, p in w.model.named_parameters():
         torch.testing.assert_close(got[k], p.grad, rtol=1e-6, atol=1e-7)
+
+
+def _fsdp_worker(rank: int, world: int, port: int, out_dir: str, shard_blocks: bool) -> None:
+    from datetime import timedelta
+
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
+                            world_size=world, timeout=timedelta(seconds=60))
+    out = {}
+    for wrap in (False, True):
+        w = zoo.build("mlp", "small", overrides=dict(batch=8, d=16, n_layers=6))
+        if shard_blocks:
+            for b in w.model.blocks:
+                fully_shard(b)
+        fully_shard(w.model)
+        fn = HCModule(w.model, 0.6) if wrap else w.model
+        x, y = w.args
+        n = x.shape[0] // world
+        torch.manual_seed(0)
+        loss = fn(x[rank * n:(rank + 1) * n], y[rank * n:(rank + 1) * n])
+        loss.backward()
+        out[wrap] = {"loss": loss.detach(),
+                     **{k: p.grad.full_tensor() for k, p in w.model.named_parameters()}}
+        if wrap:
+            out["regions"] = len(fn.plan.regions.regions)
+    if rank == 0:
+        torch.save(out, os.path.join(out_dir, "fsdp.pt"))
+    dist.destroy_process_group()
+
+
+def _spawn(fn, args: tuple, deadline: float = 120.0) -> None:
+    import time
+
+    import torch.multiprocessing as mp
+
+    ctx = mp.start_processes(fn, args=args, nprocs=2, join=False, start_method="spawn")
+    t0 = time.monotonic()
+    while not ctx.join(timeout=5):
+        if time.monotonic() - t0 > deadline:
+            for p in ctx.processes:
+                p.kill()
+            raise AssertionError(f"workers did not finish within {deadline:.0f} s")
+
+
+@pytest.mark.parametrize("shard_blocks", [False, True])
+def test_fsdp2_fully_shard_same_loss_and_grads(tmp_path, shard_blocks) -> None:
+    """HCModule outside fully_shard (the root, and optionally each block too)."""
+    _spawn(_fsdp_worker, (2, _free_port(), str(tmp_path), shard_blocks))
+    got = torch.load(tmp_path / "fsdp.pt")
+    assert got["regions"] > 0
+    plain, tiny = got[False], got[True]
+    assert plain.keys() == tiny.keys()
+    for k in plain:
+        assert torch.equal(plain[k], tiny[k]), k

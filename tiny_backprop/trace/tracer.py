@@ -331,8 +331,24 @@ def trace_real(model: nn.Module, args: tuple, kwargs: dict) -> Trace:
     return trace
 
 
+def _distributed(model: nn.Module) -> bool:
+    """Parameters managed by FSDP2 / DTensor: their hooks swap parameters around forward,
+    which a fake-tensor `functional_call` must not race."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - torch without distributed
+        return False
+    return any(isinstance(p, DTensor) for p in model.parameters()) or any(
+        type(m).__name__.startswith("FSDP") for m in model.modules())
+
+
 def trace_model(model: nn.Module, args: tuple, kwargs: dict) -> Trace:
-    """A trace of one training forward: on fake tensors, else on real ones (logged)."""
+    """A trace of one training forward: on fake tensors, else on real ones (logged).
+
+    FSDP2-sharded models are traced on real tensors (their forward hooks all-gather
+    parameters, which fake tensors cannot), keeping no saved tensor."""
+    if _distributed(model):
+        return trace_real(model, args, kwargs)
     try:
         return trace_fake(model, args, kwargs)
     except Exception as exc:  # no fake kernel, data-dependent shapes, ...
