@@ -60,6 +60,8 @@ static int tb_module_exec(PyObject *module)
         return -1;
     if (tb_py_planner_exec(module) < 0)
         return -1;
+    if (tb_py_knapsack_exec(module) < 0)
+        return -1;
     if (tb_py_accountant_exec(module) < 0)
         return -1;
     return 0;

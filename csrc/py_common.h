@@ -63,5 +63,6 @@ int tb_py_graph_exec(PyObject *module);
 int tb_py_chain_exec(PyObject *module);
 int tb_py_planner_exec(PyObject *module);
 int tb_py_accountant_exec(PyObject *module);
+int tb_py_knapsack_exec(PyObject *module);
 
 #endif /* TB_PY_COMMON_H */

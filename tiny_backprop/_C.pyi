@@ -175,3 +175,11 @@ class Accountant:
     @property
     def recompute_seconds(self) -> float: ...
 # --- end accountant ----------------------------------------------------------------
+
+def knapsack(
+    weights: Sequence[int], values: Sequence[float], capacity: int, slots: int = 4096
+) -> tuple[float, tuple[int, ...]]:
+    """0/1 knapsack: items (weights in bytes, values >= 0) of largest total value whose
+    weights fit `capacity` bytes (weights rounded up to ceil(capacity/slots)-byte units,
+    so the chosen set always fits). Returns (value, chosen indices ascending)."""
+    ...

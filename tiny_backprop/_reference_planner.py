@@ -220,3 +220,18 @@ def all_trees(n: int) -> list[tuple[Node, ...]]:
         return tuple(out)
 
     return list(seqs(0, n - 1, None))
+
+
+def knapsack(weights: list[int], values: list[float], capacity: int) -> tuple[float, list[int]]:
+    """Exact 0/1 knapsack by brute force (small n): (best value, chosen indices)."""
+    from itertools import combinations
+
+    best: tuple[float, list[int]] = (0.0, [])
+    n = len(weights)
+    for k in range(1, n + 1):
+        for combo in combinations(range(n), k):
+            if sum(weights[i] for i in combo) <= capacity:
+                v = sum(values[i] for i in combo)
+                if v > best[0]:
+                    best = (v, list(combo))
+    return best

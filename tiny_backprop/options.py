@@ -9,8 +9,9 @@ cheap.
 
 `plan_with_kept_ops` is a two-level planner: the C chain DP over blocks at a budget lowered
 by a share of the slack, then the bytes left up to the budget spent on kept op outputs
-of the blocks recomputed by top-level regions, best cost per byte first (a fractional-
-knapsack greedy over all such ops), keeping the combination with the least total cost.
+of the blocks recomputed by top-level regions (an exact 0/1 knapsack in C over all such
+ops: most recompute cost saved within the bytes left), keeping the combination with the
+least total cost.
 Its predicted peak is the chain plan's peak plus every kept byte (all held at once at
 most), so it never exceeds the budget.
 """
@@ -64,14 +65,20 @@ def top_kept_blocks(tree: tuple[Node, ...] | list[Node]) -> list[int]:
     return out
 
 
+#: Memory units of the keep-set knapsack (weights rounded up to capacity / KNAPSACK_SLOTS).
+KNAPSACK_SLOTS = 4096
+
+
 def choose(items: list[KeepItem], capacity: int) -> list[KeepItem]:
-    """Items by cost per byte, best first, while their bytes fit `capacity`."""
-    chosen, used = [], 0
-    for it in sorted(items, key=lambda i: (-i.cost / i.nbytes, i.op)):
-        if used + it.nbytes <= capacity:
-            chosen.append(it)
-            used += it.nbytes
-    return chosen
+    """The items of largest total cost saved whose bytes fit `capacity` (an exact 0/1
+    knapsack in C over bytes discretised into `KNAPSACK_SLOTS` units, rounded up)."""
+    if not items or capacity <= 0:
+        return []
+    from . import _C
+
+    _, idx = _C.knapsack([it.nbytes for it in items], [it.cost for it in items],
+                         int(capacity), KNAPSACK_SLOTS)
+    return [items[i] for i in idx]
 
 
 def region_keep_keys(trace: Trace, calls: list[CallRecord], ops: set[int]
