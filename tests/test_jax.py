@@ -1,0 +1,170 @@
+"""tiny_backprop.jax: gradients, XLA memory and errors (small sizes, CPU)."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+
+import pytest
+
+jax = pytest.importorskip("jax")
+jnp = pytest.importorskip("jax.numpy")
+
+from benchmarks import jax_models as M  # noqa: E402
+from tiny_backprop.errors import BudgetError  # noqa: E402
+from tiny_backprop.jax import (  # noqa: E402
+    DataDependentControlFlowError,
+    height_compressed_grad,
+    height_compressed_value_and_grad,
+    plan,
+)
+
+MODELS = {
+    "mlp": lambda: M.init_mlp(layers=6, batch=32, width=64),
+    "resmlp": lambda: M.init_resmlp(blocks=6, batch=64, width=64, hidden=256),
+    "gpt": lambda: M.init_gpt(layers=2, batch=4, seq=32, width=64, vocab=128),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _model(name):
+    return MODELS[name]()
+
+
+def _max_diff(a, b):
+    return max(float(jnp.max(jnp.abs(x - y))) for x, y in
+               zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+@functools.lru_cache(maxsize=None)
+def _reference(name):
+    """jax.grad, and how far jax.checkpoint of the whole loss moves it (the tolerance)."""
+    f, p, a = _model(name)
+    ref = jax.jit(jax.grad(f))(p, *a)
+    ck = jax.jit(jax.grad(jax.checkpoint(f)))(p, *a)
+    scale = max(float(jnp.max(jnp.abs(x))) for x in jax.tree_util.tree_leaves(ref))
+    return ref, max(4.0 * _max_diff(ref, ck), 1e-6 * scale)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("budget", [1.0, 0.3])
+def test_gradients_match_jax_grad(name, budget):
+    f, p, a = _model(name)
+    ref, tol = _reference(name)
+    got = jax.jit(height_compressed_grad(f, budget=budget))(p, *a)
+    assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(ref)
+    assert _max_diff(got, ref) <= tol
+
+
+@pytest.mark.parametrize("name", ["resmlp", "gpt"])
+def test_xla_temp_bytes_follow_the_budget(name):
+    f, p, a = _model(name)
+    ref = M.temp_bytes(jax.grad(f), p, *a)
+    temps = [M.temp_bytes(height_compressed_grad(f, budget=b), p, *a) for b in (1.0, 0.5, 0.3)]
+    assert abs(temps[0] - ref) <= 0.05 * ref
+    assert temps[2] <= 0.6 * ref
+    assert temps[0] >= temps[1] >= temps[2]
+
+
+def test_value_and_grad_has_aux_and_argnums():
+    f, p, a = _model("mlp")
+    x = a[0]
+
+    def loss(params, inp):
+        out = f(params, inp)
+        return out, {"twice": 2 * out}
+
+    (v, aux), (gp, gx) = jax.jit(height_compressed_value_and_grad(
+        loss, budget=0.3, argnums=(0, 1), has_aux=True))(p, x)
+    (rv, raux), (rp, rx) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(p, x)
+    assert abs(float(v - rv)) <= 1e-6 * abs(float(rv)) + 1e-7
+    assert abs(float(aux["twice"] - raux["twice"])) <= 1e-6 * abs(float(rv)) + 1e-7
+    assert _max_diff(gp, rp) <= _reference("mlp")[1]
+    assert float(jnp.max(jnp.abs(gx - rx))) <= 1e-4 * float(jnp.max(jnp.abs(rx)))
+
+
+def test_scan_in_the_program_is_one_opaque_stage():
+    f, p, a = _model("resmlp")
+    stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *p)
+
+    def loss(sp, x):
+        def body(h, pb):
+            return h + jnp.tanh(M.layer_norm(h, pb["ln"]) @ pb["fc1"]["w"]) @ pb["fc2"]["w"], None
+        h, _ = jax.lax.scan(body, x, sp)
+        return jnp.mean(jnp.tanh(h) ** 2)
+
+    got = jax.jit(height_compressed_grad(loss, budget=1.0))(stacked, *a)
+    ref = jax.grad(loss)(stacked, *a)
+    assert _max_diff(got, ref) <= 1e-5
+    pl = plan(loss, stacked, *a, budget=1.0)
+    assert pl.num_stages >= 1 and pl.peak_bytes > 0
+
+
+def test_plan_is_inspectable_and_budget_forms_agree():
+    f, p, a = _model("resmlp")
+    full = plan(f, p, *a, budget=1.0)
+    assert full.recompute_cost == 0.0
+    third = plan(f, p, *a, budget=0.3)
+    assert third.peak_bytes <= 0.3 * full.peak_bytes + 1
+    assert third.recompute_cost > 0
+    in_bytes = plan(f, p, *a, budget=third.budget_bytes)
+    in_text = plan(f, p, *a, budget=f"{third.budget_bytes}B")
+    assert in_bytes.tree == third.tree == in_text.tree
+    assert "Region" in str(third)
+
+
+def test_budget_below_minimum_raises_with_the_minimum():
+    f, p, a = _model("mlp")
+    with pytest.raises(BudgetError) as info:
+        height_compressed_grad(f, budget=16)(p, *a)
+    m = info.value.minimum_bytes
+    assert m > 16
+    plan(f, p, *a, budget=m)  # the minimum itself is feasible
+
+
+def test_python_control_flow_names_lax_cond():
+    def loss(x):
+        return jnp.sum(x) if jnp.sum(x) > 0 else -jnp.sum(x)
+
+    with pytest.raises(DataDependentControlFlowError, match="jax.lax.cond") as info:
+        height_compressed_grad(loss, budget=1.0)(jnp.ones(3))
+    assert "while_loop" in str(info.value)
+    assert isinstance(info.value, TypeError)
+
+
+def test_bad_arguments_name_the_argument():
+    f, p, a = _model("mlp")
+    with pytest.raises(TypeError, match="budget"):
+        height_compressed_grad(f, budget=[1])
+    with pytest.raises(TypeError, match="budget"):
+        height_compressed_grad(f, budget=True)
+    with pytest.raises(ValueError, match="budget"):
+        height_compressed_grad(f, budget=1.5)(p, *a)
+    with pytest.raises(TypeError, match="argnums"):
+        height_compressed_grad(f, argnums="0")
+    with pytest.raises(ValueError, match="argnums"):
+        height_compressed_grad(f, argnums=3)(p, *a)
+    with pytest.raises(TypeError, match="has_aux"):
+        height_compressed_grad(f, has_aux=1)
+    with pytest.raises(TypeError, match="fun"):
+        height_compressed_grad(3)
+
+
+def test_without_jax_the_package_imports_and_the_extra_is_named():
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'jax' or name.startswith('jax.'):\n"
+        "            raise ImportError('no jax here')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import tiny_backprop\n"
+        "try:\n"
+        "    import tiny_backprop.jax\n"
+        "except ImportError as e:\n"
+        "    print('IMPORTERROR', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "IMPORTERROR" in out.stdout and "tiny-backprop[jax]" in out.stdout
