@@ -91,19 +91,60 @@ def gpt_block(p: dict[str, Any], x: Any, key: Any, n_head: int, rate: float) -> 
     return x + h
 
 
-def gpt_loss(params: dict[str, Any], tokens: Any, key: Any, n_head: int = 4,
-             rate: float = 0.1) -> Any:
-    """Next-token cross-entropy of a GPT-2-style LM; dropout keyed by `key`."""
+def _embed(params: dict[str, Any], tokens: Any) -> Any:
     t = tokens.shape[1]
-    x = params["wte"][tokens[:, :-1]] + params["wpe"][: t - 1]
-    keys = jax.random.split(key, len(params["blocks"]))
-    for i, p in enumerate(params["blocks"]):
-        x = gpt_block(p, x, keys[i], n_head, rate)
+    return params["wte"][tokens[:, :-1]] + params["wpe"][: t - 1]
+
+
+def _head(params: dict[str, Any], x: Any, tokens: Any) -> Any:
     x = layer_norm(x, params["lnf"])
     logits = x @ params["wte"].T
     logp = jax.nn.log_softmax(logits, axis=-1)
     nll = -jnp.take_along_axis(logp, tokens[:, 1:, None], axis=-1)
     return nll.mean()
+
+
+def gpt_loss(params: dict[str, Any], tokens: Any, key: Any, n_head: int = 4,
+             rate: float = 0.1) -> Any:
+    """Next-token cross-entropy of a GPT-2-style LM; dropout keyed by `key`."""
+    x = _embed(params, tokens)
+    keys = jax.random.split(key, len(params["blocks"]))
+    for i, p in enumerate(params["blocks"]):
+        x = gpt_block(p, x, keys[i], n_head, rate)
+    return _head(params, x, tokens)
+
+
+def gpt_loss_checkpoint(params: dict[str, Any], tokens: Any, key: Any, policy: Any = None,
+                        n_head: int = 4, rate: float = 0.1) -> Any:
+    """`gpt_loss` with `jax.checkpoint` (optionally a policy) around every block."""
+    block = jax.checkpoint(gpt_block, static_argnums=(3, 4), policy=policy)
+    x = _embed(params, tokens)
+    keys = jax.random.split(key, len(params["blocks"]))
+    for i, p in enumerate(params["blocks"]):
+        x = block(p, x, keys[i], n_head, rate)
+    return _head(params, x, tokens)
+
+
+def stack_blocks(params: dict[str, Any]) -> dict[str, Any]:
+    """Params with the block list stacked along a leading axis (for `gpt_loss_scan`)."""
+    out = dict(params)
+    out["blocks"] = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *params["blocks"])
+    return out
+
+
+def gpt_loss_scan(params: dict[str, Any], tokens: Any, key: Any, n_head: int = 4,
+                  rate: float = 0.1) -> Any:
+    """`gpt_loss` as `lax.scan` over a checkpointed block (params from `stack_blocks`)."""
+    n = jax.tree_util.tree_leaves(params["blocks"])[0].shape[0]
+    keys = jax.random.split(key, n)
+
+    @jax.checkpoint
+    def body(x: Any, pk: Any) -> tuple[Any, None]:
+        p, k = pk
+        return gpt_block(p, x, k, n_head, rate), None
+
+    x, _ = jax.lax.scan(body, _embed(params, tokens), (params["blocks"], keys))
+    return _head(params, x, tokens)
 
 
 def init_gpt(layers: int = 2, batch: int = 4, seq: int = 32, width: int = 64, vocab: int = 128,

@@ -1,0 +1,145 @@
+"""JAX LM benchmark: XLA temp bytes and step time of one gradient step, per mode.
+
+Modes: ``jax.grad``; ``jax.checkpoint`` per block (plain, and with the
+``dots_saveable`` policy); ``lax.scan`` over a checkpointed block; and
+``tiny_backprop.jax.height_compressed_grad`` at several budgets (fractions of the
+store-all peak). Temp bytes come from XLA's memory analysis of the compiled gradient
+(``jax.jit(g).lower(...).compile().memory_analysis().temp_size_in_bytes``); step time is
+the wall time of the jitted gradient after warm-up (mean, std, CV% over ``--steps``).
+
+    python -m benchmarks.jax_lm --out results
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+
+from benchmarks import jax_models as M
+from tiny_backprop.jax import height_compressed_grad, plan
+
+BUDGETS = (1.0, 0.5, 0.3, 0.2, 0.15)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _time_steps(fn: Callable[..., Any], args: Sequence[Any], warmup: int, steps: int) -> list[float]:
+    for _ in range(warmup):
+        jax.block_until_ready(fn(*args))
+    out = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def run(layers: int, batch: int, seq: int, width: int, vocab: int, budgets: Sequence[float],
+        warmup: int, steps: int) -> list[dict[str, Any]]:
+    """One row per mode: temp bytes (XLA), predicted peak (tiny), step time (s)."""
+    f, params, inputs = M.init_gpt(layers=layers, batch=batch, seq=seq, width=width, vocab=vocab)
+    stacked = M.stack_blocks(params)
+    modes: list[tuple[str, Callable[..., Any], Any, float | None]] = [
+        ("jax.grad", jax.grad(f), params, None),
+        ("checkpoint_per_block", jax.grad(M.gpt_loss_checkpoint), params, None),
+        ("checkpoint_per_block_dots_saveable", jax.grad(
+            lambda p, t, k: M.gpt_loss_checkpoint(
+                p, t, k, policy=jax.checkpoint_policies.dots_saveable)), params, None),
+        ("scan_checkpoint", jax.grad(M.gpt_loss_scan), stacked, None),
+    ]
+    for b in budgets:
+        modes.append((f"tiny@{b}", height_compressed_grad(f, budget=b), params, b))
+    rows = []
+    ref_temp = None
+    for name, g, p, b in modes:
+        args = (p, *inputs)
+        compiled = jax.jit(g).lower(*args).compile()
+        temp = int(compiled.memory_analysis().temp_size_in_bytes)
+        if ref_temp is None:
+            ref_temp = temp
+        times = _time_steps(compiled, args, warmup, steps)
+        mean = statistics.fmean(times)
+        std = statistics.stdev(times) if len(times) > 1 else 0.0
+        row: dict[str, Any] = {
+            "mode": name, "budget": b, "temp_bytes": temp,
+            "temp_vs_jax_grad": round(temp / ref_temp, 4),
+            "step_s_mean": mean, "step_s_std": std,
+            "step_cv_pct": 100.0 * std / mean if mean else 0.0,
+        }
+        if b is not None:
+            pl = plan(f, params, *inputs, budget=b)
+            row["predicted_peak_bytes"] = pl.peak_bytes
+            row["predicted_vs_xla"] = round(pl.peak_bytes / temp, 4)
+            row["recompute_cost_pct"] = round(
+                100.0 * pl.recompute_cost / (pl.total_cost - pl.recompute_cost), 2)
+            row["stages"] = pl.num_stages
+        rows.append(row)
+        print(f"{name:38s} temp {temp / 2**20:9.2f} MiB ({row['temp_vs_jax_grad']:.3f}x)  "
+              f"step {mean * 1e3:8.2f} ms +- {std * 1e3:.2f} ({row['step_cv_pct']:.1f}%)"
+              + (f"  predicted {row['predicted_peak_bytes'] / 2**20:.2f} MiB"
+                 if b is not None else ""), flush=True)
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--vocab", type=int, default=256)
+    ap.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS))
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--out", default="", help="directory for jax_lm.json / jax_lm.csv")
+    a = ap.parse_args(argv)
+    rows = run(a.layers, a.batch, a.seq, a.width, a.vocab, a.budgets, a.warmup, a.steps)
+    if a.out:
+        os.makedirs(a.out, exist_ok=True)
+        meta = {
+            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "command": "python -m benchmarks.jax_lm " + " ".join(sys.argv[1:] if argv is None
+                                                                else list(argv)),
+            "hardware": {"cpu": _cpu_name(), "cores": os.cpu_count(),
+                         "devices": [str(d) for d in jax.devices()]},
+            "jax_version": jax.__version__,
+            "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "XLA_FLAGS") if k in os.environ},
+            "model": {"layers": a.layers, "batch": a.batch, "seq": a.seq, "width": a.width,
+                      "vocab": a.vocab, "n_head": 4, "dropout": 0.1},
+            "warmup": a.warmup, "steps": a.steps,
+        }
+        with open(os.path.join(a.out, "jax_lm.json"), "w") as fh:
+            json.dump({"meta": meta, "rows": rows}, fh, indent=2)
+        keys = sorted({k for r in rows for k in r}, key=lambda k: list(rows[-1]).index(k)
+                      if k in rows[-1] else 99)
+        with open(os.path.join(a.out, "jax_lm.csv"), "w", newline="") as fh:
+            fh.write(f"# {meta['command']} | {meta['date']} | {meta['hardware']['cpu']} | "
+                     f"jax {meta['jax_version']}\n")
+            w = csv.DictWriter(fh, fieldnames=keys)
+            w.writeheader()
+            w.writerows(rows)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
