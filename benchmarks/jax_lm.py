@@ -101,6 +101,58 @@ def run(layers: int, batch: int, seq: int, width: int, vocab: int, budgets: Sequ
     return rows
 
 
+#: The test-size models of tests/test_jax.py.
+CHECK_MODELS = {
+    "mlp": lambda: M.init_mlp(layers=6, batch=32, width=64),
+    "resmlp": lambda: M.init_resmlp(blocks=6, batch=64, width=64, hidden=256),
+    "gpt": lambda: M.init_gpt(layers=2, batch=4, seq=32, width=64, vocab=128),
+}
+
+
+def _max_diff(a: Any, b: Any) -> float:
+    import jax.numpy as jnp
+
+    return max(float(jnp.max(jnp.abs(x - y))) for x, y in
+               zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+
+
+def grad_check(budgets: Sequence[float]) -> list[dict[str, Any]]:
+    """Per test model: max |grad - jax.grad| for jax.checkpoint and tiny; XLA temp bytes."""
+    rows = []
+    for name, init in CHECK_MODELS.items():
+        f, p, a = init()
+        ref = jax.jit(jax.grad(f))(p, *a)
+        ck = jax.jit(jax.grad(jax.checkpoint(f)))(p, *a)
+        ref_temp = M.temp_bytes(jax.grad(f), p, *a)
+        for b in budgets:
+            g = height_compressed_grad(f, budget=b)
+            got = jax.jit(g)(p, *a)
+            temp = M.temp_bytes(g, p, *a)
+            pl = plan(f, p, *a, budget=b)
+            row = {"model": name, "budget": b, "max_abs_diff_tiny": _max_diff(got, ref),
+                   "max_abs_diff_checkpoint": _max_diff(ck, ref),
+                   "temp_bytes_jax_grad": ref_temp, "temp_bytes_tiny": temp,
+                   "temp_vs_jax_grad": round(temp / ref_temp, 4),
+                   "predicted_peak_bytes": pl.peak_bytes,
+                   "predicted_vs_xla": round(pl.peak_bytes / temp, 4)}
+            rows.append(row)
+            print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in row.items()), flush=True)
+    return rows
+
+
+def _meta(argv: Sequence[str] | None) -> dict[str, Any]:
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": "python -m benchmarks.jax_lm " + " ".join(sys.argv[1:] if argv is None
+                                                            else list(argv)),
+        "hardware": {"cpu": _cpu_name(), "cores": os.cpu_count(),
+                     "devices": [str(d) for d in jax.devices()]},
+        "jax_version": jax.__version__,
+        "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "XLA_FLAGS") if k in os.environ},
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", type=int, default=6)
@@ -112,22 +164,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--out", default="", help="directory for jax_lm.json / jax_lm.csv")
+    ap.add_argument("--grad-check", action="store_true",
+                    help="instead: gradients and temp bytes of the test-size models "
+                         "(writes jax_grad_check.json)")
     a = ap.parse_args(argv)
+    if a.grad_check:
+        rows = grad_check(a.budgets)
+        if a.out:
+            os.makedirs(a.out, exist_ok=True)
+            with open(os.path.join(a.out, "jax_grad_check.json"), "w") as fh:
+                json.dump({"meta": _meta(argv), "rows": rows}, fh, indent=2)
+        return 0
     rows = run(a.layers, a.batch, a.seq, a.width, a.vocab, a.budgets, a.warmup, a.steps)
     if a.out:
         os.makedirs(a.out, exist_ok=True)
-        meta = {
-            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "command": "python -m benchmarks.jax_lm " + " ".join(sys.argv[1:] if argv is None
-                                                                else list(argv)),
-            "hardware": {"cpu": _cpu_name(), "cores": os.cpu_count(),
-                         "devices": [str(d) for d in jax.devices()]},
-            "jax_version": jax.__version__,
-            "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "XLA_FLAGS") if k in os.environ},
+        meta = _meta(argv)
+        meta.update({
             "model": {"layers": a.layers, "batch": a.batch, "seq": a.seq, "width": a.width,
                       "vocab": a.vocab, "n_head": 4, "dropout": 0.1},
             "warmup": a.warmup, "steps": a.steps,
-        }
+        })
         with open(os.path.join(a.out, "jax_lm.json"), "w") as fh:
             json.dump({"meta": meta, "rows": rows}, fh, indent=2)
         keys = sorted({k for r in rows for k in r}, key=lambda k: list(rows[-1]).index(k)

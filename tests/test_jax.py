@@ -27,7 +27,7 @@ MODELS = {
 }
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model(name):
     return MODELS[name]()
 
@@ -37,7 +37,7 @@ def _max_diff(a, b):
                zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference(name):
     """jax.grad, and how far jax.checkpoint of the whole loss moves it (the tolerance)."""
     f, p, a = _model(name)
@@ -168,3 +168,40 @@ def test_without_jax_the_package_imports_and_the_extra_is_named():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "IMPORTERROR" in out.stdout and "tiny-backprop[jax]" in out.stdout
+
+
+def test_flax_linen_model_matches_jax_grad():
+    nn = pytest.importorskip("flax.linen")
+
+    class Block(nn.Module):
+        width: int
+
+        @nn.compact
+        def __call__(self, x):
+            h = nn.LayerNorm()(x)
+            h = nn.gelu(nn.Dense(4 * self.width)(h))
+            return x + nn.Dense(self.width)(h)
+
+    class Net(nn.Module):
+        width: int = 32
+        depth: int = 4
+
+        @nn.compact
+        def __call__(self, x):
+            for _ in range(self.depth):
+                x = Block(self.width)(x)
+            return x
+
+    model = Net()
+    x = jax.random.normal(jax.random.PRNGKey(0), (16, 32))
+    variables = model.init(jax.random.PRNGKey(1), x)
+
+    def loss(v, inp):
+        return jnp.mean(model.apply(v, inp) ** 2)
+
+    ref = jax.grad(loss)(variables, x)
+    ck = jax.grad(jax.checkpoint(loss))(variables, x)
+    tol = max(4.0 * _max_diff(ref, ck), 1e-6)
+    got = jax.jit(height_compressed_grad(loss, budget=0.3))(variables, x)
+    assert _max_diff(got, ref) <= tol
+    assert plan(loss, variables, x, budget=0.3).recompute_cost > 0
