@@ -37,34 +37,46 @@ def _max_diff(a, b):
                zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
+def _compiled(g, args):
+    """(outputs, XLA temp bytes) of jax.jit(g), compiled once."""
+    c = jax.jit(g).lower(*args).compile()
+    return c(*args), int(c.memory_analysis().temp_size_in_bytes)
+
+
 @functools.cache
 def _reference(name):
-    """jax.grad, and how far jax.checkpoint of the whole loss moves it (the tolerance)."""
+    """jax.grad, its temp bytes, and the tolerance: how far jax.checkpoint moves the
+    gradient (4x that; measured 0.0 on these models, so the floor 1e-6 x max|grad|)."""
     f, p, a = _model(name)
-    ref = jax.jit(jax.grad(f))(p, *a)
+    ref, temp = _compiled(jax.grad(f), (p, *a))
     ck = jax.jit(jax.grad(jax.checkpoint(f)))(p, *a)
     scale = max(float(jnp.max(jnp.abs(x))) for x in jax.tree_util.tree_leaves(ref))
-    return ref, max(4.0 * _max_diff(ref, ck), 1e-6 * scale)
+    return ref, temp, max(4.0 * _max_diff(ref, ck), 1e-6 * scale)
+
+
+@functools.cache
+def _tiny(name, budget):
+    f, p, a = _model(name)
+    return _compiled(height_compressed_grad(f, budget=budget), (p, *a))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 @pytest.mark.parametrize("budget", [1.0, 0.3])
 def test_gradients_match_jax_grad(name, budget):
-    f, p, a = _model(name)
-    ref, tol = _reference(name)
-    got = jax.jit(height_compressed_grad(f, budget=budget))(p, *a)
+    ref, _, tol = _reference(name)
+    got, _ = _tiny(name, budget)
     assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(ref)
     assert _max_diff(got, ref) <= tol
 
 
 @pytest.mark.parametrize("name", ["resmlp", "gpt"])
 def test_xla_temp_bytes_follow_the_budget(name):
-    f, p, a = _model(name)
-    ref = M.temp_bytes(jax.grad(f), p, *a)
-    temps = [M.temp_bytes(height_compressed_grad(f, budget=b), p, *a) for b in (1.0, 0.5, 0.3)]
+    ref = _reference(name)[1]
+    budgets = (1.0, 0.5, 0.3) if name == "resmlp" else (1.0, 0.3)
+    temps = [_tiny(name, b)[1] for b in budgets]
     assert abs(temps[0] - ref) <= 0.05 * ref
-    assert temps[2] <= 0.6 * ref
-    assert temps[0] >= temps[1] >= temps[2]
+    assert temps[-1] <= 0.6 * ref
+    assert all(x >= y for x, y in zip(temps, temps[1:]))
 
 
 def test_value_and_grad_has_aux_and_argnums():
@@ -80,7 +92,7 @@ def test_value_and_grad_has_aux_and_argnums():
     (rv, raux), (rp, rx) = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)(p, x)
     assert abs(float(v - rv)) <= 1e-6 * abs(float(rv)) + 1e-7
     assert abs(float(aux["twice"] - raux["twice"])) <= 1e-6 * abs(float(rv)) + 1e-7
-    assert _max_diff(gp, rp) <= _reference("mlp")[1]
+    assert _max_diff(gp, rp) <= _reference("mlp")[2]
     assert float(jnp.max(jnp.abs(gx - rx))) <= 1e-4 * float(jnp.max(jnp.abs(rx)))
 
 
@@ -205,3 +217,17 @@ def test_flax_linen_model_matches_jax_grad():
     got = jax.jit(height_compressed_grad(loss, budget=0.3))(variables, x)
     assert _max_diff(got, ref) <= tol
     assert plan(loss, variables, x, budget=0.3).recompute_cost > 0
+
+
+def test_eager_call_and_kwargs_match_jax_grad():
+    f, p, a = _model("mlp")
+
+    def loss(params, x, *, scale):
+        return scale * f(params, x)
+
+    g = height_compressed_grad(loss, budget=0.5)
+    first = g(p, *a, scale=2.0)
+    again = g(p, *a, scale=2.0)  # same jaxpr: the plan is reused
+    ref = jax.grad(loss)(p, *a, scale=2.0)
+    assert _max_diff(first, ref) <= 2 * _reference("mlp")[2]
+    assert _max_diff(first, again) == 0.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -71,10 +72,18 @@ def _check_argnums_range(argnums: tuple[int, ...], nargs: int) -> None:
             )
 
 
+#: Plans remembered per wrapper (a wrapper re-traces `fun` on every call, as jax.grad
+#: does, but re-plans only when the jaxpr's text changes).
+_CACHE_SIZE = 8
+
+
 def trace(fun: Callable[..., Any], args: Sequence[Any], budget: Budget, *,
           planner: str = "optimal", max_stages: int = DEFAULT_MAX_STAGES,
-          slots: int = 512) -> Traced:
-    """Trace `fun(*args)` on abstract values, build the chain and plan it (no memory used)."""
+          slots: int = 512, cache: dict[Any, Any] | None = None) -> Traced:
+    """Trace `fun(*args)` on abstract values, build the chain and plan it (no memory used).
+
+    ``cache``: a dict owned by the caller; plans are reused for an identical jaxpr.
+    """
     _check_budget(budget)
     if not isinstance(planner, str) or planner not in PLANNERS:
         raise ValueError(f"planner must be one of {', '.join(PLANNERS)}; got {planner!r}")
@@ -94,11 +103,20 @@ def trace(fun: Callable[..., Any], args: Sequence[Any], budget: Budget, *,
             "jax.lax.cond, jax.lax.while_loop or jax.lax.fori_loop (or jnp.where), or mark "
             f"the argument static. JAX said: {type(exc).__name__}"
         ) from exc
-    graph = build_graph(closed)
-    ir = graph.ir
     n_eqn = len(closed.jaxpr.eqns)
     if n_eqn == 0:
         raise ValueError("fun has no operations to plan (its jaxpr is empty)")
+    out_tree = jax.tree_util.tree_structure(out_shape)
+    key = None
+    if cache is not None:
+        key = (str(closed.jaxpr), repr(budget), planner, int(max_stages), int(slots))
+        hit = cache.get(key)
+        if hit is not None:
+            ir, n_inputs, stage_eqns, p = hit
+            graph = JaxprGraph(closed=closed, ir=ir, n_inputs=n_inputs, var_node={})
+            return Traced(graph=graph, stage_eqns=stage_eqns, plan=p, out_tree=out_tree)
+    graph = build_graph(closed)
+    ir = graph.ir
     sc = _chain.stage_chain(ir, max(1, min(int(max_stages), n_eqn)))
     stage_eqns: list[list[int]] = []
     for start, end in sc.bounds:
@@ -110,8 +128,12 @@ def trace(fun: Callable[..., Any], args: Sequence[Any], budget: Budget, *,
         planner=planner, slots=slots, must_keep=sc.never_recompute,
         live_intervals=sc.live_intervals, transient=True,
     )
-    return Traced(graph=graph, stage_eqns=stage_eqns, plan=replace(p, chain=sc),
-                  out_tree=jax.tree_util.tree_structure(out_shape))
+    p = replace(p, chain=sc)
+    if cache is not None:
+        if len(cache) >= _CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[key] = (ir, graph.n_inputs, stage_eqns, p)
+    return Traced(graph=graph, stage_eqns=stage_eqns, plan=p, out_tree=out_tree)
 
 
 def plan(fun: Callable[..., Any], *args: Any, budget: Budget = 0.5,
@@ -139,17 +161,18 @@ def _make(fun: Callable[..., Any], budget: Budget, argnums: Argnums, has_aux: bo
             or max_stages < 1:
         raise ValueError(f"max_stages must be an int >= 1, got {max_stages!r}")
 
-    def wrapped(*args: Any) -> Any:
+    cache: dict[Any, Any] = {}
+
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
         _check_argnums_range(nums, len(args))
-        t = trace(fun, args, budget, planner=planner, max_stages=max_stages)
+        f = functools.partial(fun, **kwargs) if kwargs else fun  # kwargs: not differentiated
+        t = trace(f, args, budget, planner=planner, max_stages=max_stages, cache=cache)
         prog = t.program(mode)
-        in_tree = jax.tree_util.tree_structure(args)
 
         def replayed(*a: Any) -> Any:
             outs = prog(*jax.tree_util.tree_leaves(a))
             return jax.tree_util.tree_unflatten(t.out_tree, outs)
 
-        del in_tree
         transform = jax.value_and_grad if value else jax.grad
         an = nums[0] if isinstance(argnums, numbers.Integral) else nums
         return transform(replayed, argnums=an, has_aux=has_aux)(*args)
