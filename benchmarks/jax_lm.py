@@ -141,6 +141,27 @@ def grad_check(budgets: Sequence[float]) -> list[dict[str, Any]]:
     return rows
 
 
+def formulations(budgets: Sequence[float]) -> list[dict[str, Any]]:
+    """XLA temp bytes of each way of applying the same plan (tiny_backprop.jax._program)."""
+    from tiny_backprop.jax._api import _make
+    from tiny_backprop.jax._program import MODES
+
+    rows = []
+    models = {"resmlp": lambda: M.init_resmlp(blocks=12, batch=256, width=256, hidden=1024),
+              "gpt": lambda: M.init_gpt(layers=4, batch=8, seq=128, width=128, vocab=256)}
+    for name, init in models.items():
+        f, p, a = init()
+        ref = M.temp_bytes(jax.grad(f), p, *a)
+        for b in budgets:
+            row: dict[str, Any] = {"model": name, "budget": b, "jax.grad": ref}
+            for mode in MODES:
+                g = _make(f, b, 0, False, "optimal", 64, False, mode)
+                row[mode] = M.temp_bytes(g, p, *a)
+            rows.append(row)
+            print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+    return rows
+
+
 def _meta(argv: Sequence[str] | None) -> dict[str, Any]:
     return {
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -167,7 +188,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--grad-check", action="store_true",
                     help="instead: gradients and temp bytes of the test-size models "
                          "(writes jax_grad_check.json)")
+    ap.add_argument("--formulations", action="store_true",
+                    help="instead: temp bytes of each region formulation "
+                         "(writes jax_formulations.json)")
     a = ap.parse_args(argv)
+    if a.formulations:
+        rows = formulations(a.budgets)
+        if a.out:
+            os.makedirs(a.out, exist_ok=True)
+            with open(os.path.join(a.out, "jax_formulations.json"), "w") as fh:
+                json.dump({"meta": _meta(argv), "rows": rows}, fh, indent=2)
+        return 0
     if a.grad_check:
         rows = grad_check(a.budgets)
         if a.out:

@@ -23,7 +23,7 @@ from ._graph import eval_eqns, read
 
 #: Region formulations (the first is the one used; the others exist for the
 #: experiment in benchmarks/jax_lm.py that measures them).
-MODES = ("custom_vjp", "custom_vjp_nobarrier", "checkpoint")
+MODES = ("custom_vjp", "custom_vjp_optbarrier", "custom_vjp_nobarrier", "checkpoint")
 
 
 def _inexact(x: Any) -> bool:
@@ -32,6 +32,19 @@ def _inexact(x: Any) -> bool:
 
 def _is_key(x: Any) -> bool:
     return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _opt_barrier(xs: tuple[Any, ...], gs: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """``lax.optimization_barrier`` over inputs and cotangents (kept to measure it: XLA
+    CPU removes it before CSE, so it does not stop the recompute being merged)."""
+    flat = list(xs) + list(gs)
+    pos = [i for i, v in enumerate(flat) if hasattr(v, "dtype") and not _is_key(v)
+           and v.dtype != jax.dtypes.float0]
+    if pos:
+        out = jax.lax.optimization_barrier([flat[i] for i in pos])
+        for i, v in zip(pos, out):
+            flat[i] = v
+    return tuple(flat[: len(xs)]), tuple(flat[len(xs):])
 
 
 def _barrier(xs: tuple[Any, ...], gs: tuple[Any, ...],
@@ -163,7 +176,7 @@ class Program:
         if self.mode == "checkpoint":
             return jax.checkpoint(replay, policy=jax.checkpoint_policies.nothing_saveable)
 
-        barrier = self.mode == "custom_vjp"
+        mode = self.mode
 
         @jax.custom_vjp
         def region(*xs: Any) -> tuple[Any, ...]:
@@ -173,8 +186,10 @@ class Program:
             return plain(xs), xs
 
         def bwd(xs: tuple[Any, ...], gs: tuple[Any, ...]) -> tuple[Any, ...]:
-            if barrier:
+            if mode == "custom_vjp":
                 xs, gs = _barrier(xs, gs, skip)
+            elif mode == "custom_vjp_optbarrier":
+                xs, gs = _opt_barrier(xs, gs)
             _, vjp_fn = jax.vjp(replay, *xs)
             cts = vjp_fn(tuple(gs))
             return tuple(ct if _inexact(x) else None for x, ct in zip(xs, cts))
