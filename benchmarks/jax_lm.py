@@ -143,7 +143,7 @@ def grad_check(budgets: Sequence[float]) -> list[dict[str, Any]]:
 
 def formulations(budgets: Sequence[float]) -> list[dict[str, Any]]:
     """XLA temp bytes of each way of applying the same plan (tiny_backprop.jax._program)."""
-    from tiny_backprop.jax._api import _make
+    from tiny_backprop.jax._api import _make, trace
     from tiny_backprop.jax._program import MODES
 
     rows = []
@@ -152,6 +152,15 @@ def formulations(budgets: Sequence[float]) -> list[dict[str, Any]]:
     for name, init in models.items():
         f, p, a = init()
         ref = M.temp_bytes(jax.grad(f), p, *a)
+        t0 = time.perf_counter()
+        aware = trace(f, (p, *a), 1.0)
+        plan_s = time.perf_counter() - t0
+        naive = trace(f, (p, *a), 1.0, fusion_aware=False)
+        rows.append({"model": name, "equations": len(aware.graph.closed.jaxpr.eqns),
+                     "stages": aware.plan.num_stages, "trace_and_plan_s": round(plan_s, 3),
+                     "jax.grad": ref, "predicted_store_all_fusion_aware": aware.plan.peak_bytes,
+                     "predicted_store_all_naive": naive.plan.peak_bytes})
+        print(rows[-1], flush=True)
         for b in budgets:
             row: dict[str, Any] = {"model": name, "budget": b, "jax.grad": ref}
             for mode in MODES:

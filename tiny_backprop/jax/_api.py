@@ -79,10 +79,12 @@ _CACHE_SIZE = 8
 
 def trace(fun: Callable[..., Any], args: Sequence[Any], budget: Budget, *,
           planner: str = "optimal", max_stages: int = DEFAULT_MAX_STAGES,
-          slots: int = 512, cache: dict[Any, Any] | None = None) -> Traced:
+          slots: int = 512, cache: dict[Any, Any] | None = None,
+          fusion_aware: bool = True) -> Traced:
     """Trace `fun(*args)` on abstract values, build the chain and plan it (no memory used).
 
     ``cache``: a dict owned by the caller; plans are reused for an identical jaxpr.
+    ``fusion_aware``: see `build_graph` (False only to measure what it changes).
     """
     _check_budget(budget)
     if not isinstance(planner, str) or planner not in PLANNERS:
@@ -109,13 +111,14 @@ def trace(fun: Callable[..., Any], args: Sequence[Any], budget: Budget, *,
     out_tree = jax.tree_util.tree_structure(out_shape)
     key = None
     if cache is not None:
-        key = (str(closed.jaxpr), repr(budget), planner, int(max_stages), int(slots))
+        key = (str(closed.jaxpr), repr(budget), planner, int(max_stages), int(slots),
+               bool(fusion_aware))
         hit = cache.get(key)
         if hit is not None:
             ir, n_inputs, stage_eqns, p = hit
             graph = JaxprGraph(closed=closed, ir=ir, n_inputs=n_inputs, var_node={})
             return Traced(graph=graph, stage_eqns=stage_eqns, plan=p, out_tree=out_tree)
-    graph = build_graph(closed)
+    graph = build_graph(closed, fusion_aware=fusion_aware)
     ir = graph.ir
     sc = _chain.stage_chain(ir, max(1, min(int(max_stages), n_eqn)))
     stage_eqns: list[list[int]] = []
