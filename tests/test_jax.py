@@ -255,3 +255,13 @@ def test_eager_call_and_kwargs_match_jax_grad():
     ref = jax.grad(loss)(p, *a, scale=2.0)
     assert _max_diff(first, ref) <= 2 * _reference("mlp")[2]
     assert _max_diff(first, again) == 0.0
+
+
+def test_closure_over_outer_jit_tracers():
+    f, p, a = _model("resmlp")
+
+    @jax.jit
+    def step(params, x):
+        return height_compressed_grad(lambda q: f(q, x), budget=0.3)(params)
+
+    assert _max_diff(step(p, *a), _reference("resmlp")[0]) <= _reference("resmlp")[2]
