@@ -265,3 +265,29 @@ def test_closure_over_outer_jit_tracers():
         return height_compressed_grad(lambda q: f(q, x), budget=0.3)(params)
 
     assert _max_diff(step(p, *a), _reference("resmlp")[0]) <= _reference("resmlp")[2]
+
+
+def test_flax_nnx_model_matches_jax_grad():
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.layers = nnx.List([nnx.Linear(32, 32, rngs=rngs) for _ in range(4)])
+            self.norm = nnx.LayerNorm(32, rngs=rngs)
+
+        def __call__(self, x):
+            for lin in self.layers:
+                x = x + jnp.tanh(lin(self.norm(x)))
+            return x
+
+    graphdef, state = nnx.split(Net(nnx.Rngs(0)))
+    x = jax.random.normal(jax.random.PRNGKey(0), (16, 32))
+
+    def loss(st, inp):
+        return jnp.mean(nnx.merge(graphdef, st)(inp) ** 2)
+
+    ref = jax.grad(loss)(state, x)
+    got = jax.jit(height_compressed_grad(loss, budget=0.3))(state, x)
+    scale = max(float(jnp.max(jnp.abs(r))) for r in jax.tree_util.tree_leaves(ref))
+    assert _max_diff(got, ref) <= 1e-6 * scale
+    assert plan(loss, state, x, budget=0.3).recompute_cost > 0
