@@ -23,24 +23,32 @@ def _build(name: str):
     return zoo.build(name, "small", overrides={k: v for k, v in small.items() if k in cfg})
 
 
+def store_all(w) -> int:
+    from tiny_backprop import plan_model
+    return plan_model(w.model, w.args, w.kwargs, 1.0).predicted_peak_bytes
+
+
 @pytest.mark.parametrize("name", zoo.MODELS)
 @pytest.mark.parametrize("budget", [1.0, 0.5, "min"])
 def test_zoo_models_train_exactly_like_the_model(name, budget) -> None:
     w = _build(name)
+    if budget == 0.5:  # half the store-all peak, or the minimum where that is below it
+        import copy
+        budget = max(int(0.5 * store_all(w)), min_budget(copy.deepcopy(w.model), w.args,
+                                                          w.kwargs))
     hc = assert_exact(w.model.train(), lambda i: (w.args, w.kwargs), budget,
                       track_memory=True)
     stats = hc.last_step_stats()
-    if budget == 0.5:
+    if budget != 1.0 and hc.plan.budget_bytes < store_all(w):
         assert hc.plan.regions, "a budget under store-all must recompute something"
     if hc.plan.regions:
         assert stats.n_recomputes > 0
-    # the per-block chain model predicts the accountant's peak within 25% (it also
-    # charges the running boundaries of a recompute, which the accountant does not count)
+    # the accountant's peak never exceeds the budget or the prediction; the chain model
+    # over-predicts by at most 25% (the U-Net's skips at its minimum: 24%; 10 of the 15
+    # cases are within 5%)
     predicted = hc.plan.predicted_peak_bytes
-    assert abs(stats.measured_peak_bytes - predicted) <= 0.25 * predicted + 4096
-    # MISSED (issue 11): on the U-Net at its minimum the runtime holds up to 16% more
-    # than the budget (skip connections across a recomputed run of blocks)
-    assert stats.measured_peak_bytes <= (1.2 if name == "unet" else 1.1) * hc.plan.budget_bytes
+    assert stats.measured_peak_bytes <= min(predicted, hc.plan.budget_bytes)
+    assert stats.measured_peak_bytes >= 0.75 * predicted
 
 
 def test_untracked_steps_are_exact_too() -> None:
@@ -372,10 +380,12 @@ def _pair():
 def test_autograd_grad_backward_inputs_retain_graph_side_outputs() -> None:
     x = torch.randn(16, 8)
     m, ref = _pair()
-    hc = HCModule(m, min_budget(m, (x,), {}), track_memory=True)
-    hc(x).backward()  # plan
+    hc = HCModule(m, 1.0, track_memory=True)
+    _force(hc, x, RuntimePlan((
+        RegionSpec(calls=(CallRef("blocks.0"),)),
+        RegionSpec(calls=(CallRef("blocks.1"), CallRef("blocks.2")),
+                   children=(RegionSpec(calls=(CallRef("blocks.2"),)),)))))
     m.zero_grad()
-    assert hc.plan.regions
     # torch.autograd.grad
     ga = torch.autograd.grad(hc(x), list(m.blocks[0].parameters()))
     gb = torch.autograd.grad(ref(x), list(ref.blocks[0].parameters()))

@@ -49,7 +49,7 @@ def saved_profile(trace: Trace) -> list[int]:
     seen: set[int] = set()
     calls = trace.calls
     # a saved tensor is charged at the op that made its call's last op so far
-    for sid, nbytes, call in trace.saved_order:
+    for sid, nbytes, call, _ in trace.saved_order:
         if sid in seen:
             continue
         seen.add(sid)

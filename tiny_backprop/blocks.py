@@ -37,6 +37,9 @@ class BlockChain:
             tensors (a block writing an input in place is charged twice its inputs).
         must_keep: per stage, True for pre and post.
         store_all_bytes: held bytes of the trace's store-all step (every saved tensor).
+        live_intervals: (producer stage, last user stage, bytes) of the boundary
+            storages (the planner's DAG accounting: a tensor shared by many blocks counts
+            once).
     """
 
     container: str
@@ -47,6 +50,7 @@ class BlockChain:
     saved_bytes: tuple[int, ...]
     must_keep: tuple[bool, ...]
     store_all_bytes: int
+    live_intervals: tuple[tuple[int, int, int], ...] = ()
 
     @property
     def never_recompute(self) -> list[bool]:
@@ -108,43 +112,64 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
     for k, c in enumerate(calls):
         for i in range(c.index, c.end_call):
             owner[i] = k + 1
+    end_last = calls[-1].end_op if calls else 0
+
+    def stage_at(call: int, pos: int) -> int:
+        """Stage of work done inside `call` after `pos` ops (pre/post outside blocks)."""
+        st = owner.get(call, -1)
+        if st >= 0:
+            return st
+        return n + 1 if n and pos >= end_last else 0
+
     cost = [0.0] * (n + 2)
     for op in trace.ops:
-        st = owner.get(op.call, -1)
-        if st < 0:  # outside the blocks: pre before the last block ends, else post
-            st = n + 1 if n and op.index >= calls[-1].end_op else 0
-        cost[st] += (op_costs[op.index] if op_costs is not None
-                     else op.flops if op.flops else weight * op.elements)
-    # block inputs (and the last block's outputs) are the chain's boundaries x_i; every
-    # other saved storage is charged once, to the stage whose op saved it (code between
-    # blocks to pre), a skip connection saved between blocks included
-    boundary: set[int] = set()
+        cost[stage_at(op.call, op.index)] += (
+            op_costs[op.index] if op_costs is not None
+            else op.flops if op.flops else weight * op.elements)
+    # block inputs (and the last block's outputs) are the chain's boundaries; every other
+    # saved storage is charged once, to the stage whose op saved it (code between blocks
+    # to pre, code after the last block to post), a skip connection saved between blocks
+    # included
+    boundary: dict[int, int] = {}
     for c in calls:
         boundary.update(c.input_keys)
     if calls:
         boundary.update(calls[-1].output_keys)
     saved = [0] * (n + 2)
     seen: set[int] = set()
-    for sid, nbytes, call in trace.saved_order:
+    for sid, nbytes, call, pos in trace.saved_order:
         if sid in seen or sid in boundary:
             continue
-        st = owner.get(call, -1)
-        if st < 0:
-            after_last = n and call >= 0 and call >= calls[-1].end_call
-            st = n + 1 if after_last else 0
         seen.add(sid)
-        saved[st] += nbytes
+        saved[stage_at(call, pos)] += nbytes
     x = [trace.input_bytes] + [sum(c.input_keys.values()) for c in calls]
     x.append(sum(calls[-1].output_keys.values()) if calls else trace.output_bytes)
     for k, c in enumerate(calls):
         if c.mutates_input:
             saved[k + 1] += 2 * x[k + 1]
+    # live intervals: a boundary storage is produced in stage j and last read by stage u;
+    # one shared by several blocks (an attention mask) counts once, not at every boundary
+    live: dict[tuple[int, int], int] = {}
+    ops = trace.ops
+    for sid, nbytes in boundary.items():
+        at = trace.produced.get(sid)
+        if at is None:
+            continue  # a model input: held all step as part of x_0
+        j = stage_at(ops[at].call, at)
+        users = [k + 1 for k, c in enumerate(calls) if sid in c.input_keys]
+        if calls and sid in calls[-1].output_keys:
+            users.append(n + 1)
+        u = max(users, default=j)
+        if u > j:
+            live[(j, u)] = live.get((j, u), 0) + nbytes
+    intervals = tuple((j, u, b) for (j, u), b in sorted(live.items()))
     return BlockChain(
         container=container, calls=tuple(calls),
         forward_cost=tuple(cost), backward_cost=tuple(2.0 * f for f in cost),
         input_bytes=tuple(x), saved_bytes=tuple(saved),
         must_keep=(True,) + (False,) * n + (True,),
-        store_all_bytes=trace.input_bytes + trace.saved_bytes)
+        store_all_bytes=trace.input_bytes + trace.saved_bytes,
+        live_intervals=intervals)
 
 
 def _occurrences(trace: Trace, scope: list[CallRecord] | None, targets: list[CallRecord]

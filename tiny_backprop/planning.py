@@ -135,7 +135,8 @@ SLACK_SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 def _chain_plan(chain: BlockChain, budget: Budget | int, planner: str) -> Plan:
     return plan_chain(list(chain.forward_cost), list(chain.backward_cost),
                       list(chain.input_bytes), list(chain.saved_bytes), budget,
-                      planner=planner, must_keep=list(chain.must_keep), transient=True)
+                      planner=planner, must_keep=list(chain.must_keep), transient=True,
+                      live_intervals=list(chain.live_intervals) or None)
 
 
 def _two_level(trace: Trace, chain: BlockChain, budget_bytes: int, weight: float,

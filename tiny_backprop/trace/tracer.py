@@ -114,6 +114,7 @@ class _Recorder(TorchDispatchMode):
         for sid, nbytes in self._keys(outs).items():
             if sid not in self.seen:
                 self.seen.add(sid)
+                self.trace.produced[sid] = len(self.trace.ops)
                 new_bytes += nbytes
         flops = 0
         fn = flop_registry.get(func.overloadpacket)
@@ -170,7 +171,7 @@ class _Recorder(TorchDispatchMode):
         state = sid in self.state_ids
         call = self.stack[-1] if self.stack else -1
         if not state:
-            self.trace.saved_order.append((sid, nbytes, call))
+            self.trace.saved_order.append((sid, nbytes, call, len(self.trace.ops)))
         for c in self.stack:
             rec = self.trace.calls[c]
             rec.n_packs += 1  # every pack (parameters too): the runtime's count

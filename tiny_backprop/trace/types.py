@@ -107,8 +107,9 @@ class Trace:
         calls: every module call in start order.
         input_bytes: bytes of the forward's tensor inputs (activations, storages once).
         output_bytes: bytes of the forward's tensor outputs.
-        saved_order: (storage key, bytes, innermost call) of every saved tensor in pack
-            order; parameters and buffers are left out.
+        saved_order: (storage key, bytes, innermost call, ops run so far) of every saved
+            tensor in pack order; parameters and buffers are left out.
+        produced: storage key -> index of the op whose output first had that storage.
         method: "fake" (FakeTensorMode) or "real" (real tensors, nothing saved kept).
         signatures: the distinct (op, argument metadata) of the ops, for timing them.
         seconds: wall time of the trace (seconds).
@@ -118,7 +119,8 @@ class Trace:
     calls: list[CallRecord] = field(default_factory=list)
     input_bytes: int = 0
     output_bytes: int = 0
-    saved_order: list[tuple[int, int, int]] = field(default_factory=list)
+    saved_order: list[tuple[int, int, int, int]] = field(default_factory=list)
+    produced: dict[int, int] = field(default_factory=dict)
     method: str = "fake"
     seconds: float = 0.0
     signatures: list[OpSignature] = field(default_factory=list)
@@ -126,7 +128,7 @@ class Trace:
     @property
     def saved_bytes(self) -> int:
         """Bytes of all saved activations (storages counted once)."""
-        return sum(dict((k, b) for k, b, _ in self.saved_order).values())
+        return sum(dict((k, b) for k, b, _, _ in self.saved_order).values())
 
     def calls_of(self, path: str) -> list[CallRecord]:
         """The calls of one module, in order."""
