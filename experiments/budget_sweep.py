@@ -37,9 +37,9 @@ def tiny_budgets(model: str, profile: str, points: int, seed: int) -> list[int |
         from tiny_backprop import BudgetError, HCModule, zoo
 
         wl = zoo.build(model, profile, seed=seed)
-        try:  # HCModule plans in its first forward
-            HCModule(wl.model, 1)(*wl.args, **wl.kwargs)
-            return list(FALLBACK_FRACTIONS)  # a 1-byte budget was accepted: nothing to learn
+        try:  # HCModule plans in its first forward; 4096 B is the smallest int budget
+            HCModule(wl.model, 4096)(*wl.args, **wl.kwargs)
+            return list(FALLBACK_FRACTIONS)  # 4 KiB was accepted: nothing to learn
         except BudgetError as exc:
             lo = exc.minimum_bytes
         hc = HCModule(wl.model, 1.0)

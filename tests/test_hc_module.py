@@ -416,3 +416,19 @@ def test_autograd_grad_backward_inputs_retain_graph_side_outputs() -> None:
             assert torch.equal(a.grad, b.grad), k
         else:
             assert a.grad is None and b.grad is None
+
+
+def test_deepcopy_and_pickle_keep_the_model_and_settings() -> None:
+    import copy
+    import pickle
+
+    w = _build("gpt2")
+    hc = HCModule(w.model, 0.7, track_memory=True)
+    loss_of(hc(*w.args)).backward()
+    for clone in (copy.deepcopy(hc), pickle.loads(pickle.dumps(hc))):
+        assert clone.budget == 0.7 and clone.track_memory and clone.plan is None
+        assert clone.state_dict().keys() == hc.state_dict().keys()
+        assert clone.module is not hc.module
+        assert all(torch.equal(a, b) for a, b in zip(clone.parameters(), hc.parameters()))
+        loss_of(clone(*w.args)).backward()  # plans and trains
+        assert clone.plan is not None and clone.last_step_stats().n_packs > 0

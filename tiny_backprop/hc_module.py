@@ -141,6 +141,26 @@ class HCModule(nn.Module):
 
     # -- module plumbing --------------------------------------------------------
 
+    _TRANSIENT = ("_cache", "_current", "_tracker", "_lock", "_logged", "_costs", "_dropped")
+
+    def __getstate__(self) -> dict:
+        """Pickle / deepcopy: the model and settings; plans and counters are re-made."""
+        state = {k: v for k, v in self.__dict__.items() if k not in self._TRANSIENT}
+        state["_cost_cache_path"] = self._costs.path
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        from .costs import CostCache
+
+        path = state.pop("_cost_cache_path", None)
+        self.__dict__.update(state)
+        object.__setattr__(self, "_cache", OrderedDict())
+        object.__setattr__(self, "_current", None)
+        object.__setattr__(self, "_tracker", Tracker(counting=bool(self.track_memory)))
+        object.__setattr__(self, "_lock", threading.Lock())
+        object.__setattr__(self, "_logged", set())
+        object.__setattr__(self, "_costs", CostCache(path))
+
     @property
     def module(self) -> nn.Module:
         """The wrapped model."""
