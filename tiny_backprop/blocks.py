@@ -151,6 +151,9 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
     # one shared by several blocks (an attention mask) counts once, not at every boundary
     live: dict[tuple[int, int], int] = {}
     ops = trace.ops
+    # a block input made by code between blocks (a U-Net's cat of a skip) counts from
+    # stage 0: a run region over that block cannot re-make it (the code between blocks
+    # is not in the region), so the runtime holds it from when it is made to backward
     for sid, nbytes in boundary.items():
         at = trace.produced.get(sid)
         if at is None:
