@@ -432,3 +432,24 @@ def test_deepcopy_and_pickle_keep_the_model_and_settings() -> None:
         assert all(torch.equal(a, b) for a, b in zip(clone.parameters(), hc.parameters()))
         loss_of(clone(*w.args)).backward()  # plans and trains
         assert clone.plan is not None and clone.last_step_stats().n_packs > 0
+
+
+def test_nested_sub_module_regions_lower_the_minimum_and_stay_exact() -> None:
+    from tiny_backprop.blocks import block_chain
+    from tiny_backprop.planning import plan_trace
+    from tiny_backprop.trace import trace_model
+
+    w = zoo.build("gpt2", "small")
+    tr = trace_model(w.model.train(), w.args, w.kwargs)
+    nested = block_chain(w.model, tr, nested=True)
+    assert any(nested.nested) and max(nested.saved_bytes[1:-1]) < max(
+        block_chain(w.model, tr).saved_bytes[1:-1])
+    minimum = min_budget(w.model, w.args, w.kwargs)
+    mp = plan_trace(w.model, tr, minimum)
+    assert any(mp.chain.nested), "at the minimum the plan recomputes sub-modules apart"
+    paths = {c.path for r in mp.regions.regions for c in r.calls} | {
+        c.path for r in mp.regions.regions for ch in r.children for c in ch.calls}
+    assert any(p.endswith((".attn", ".mlp")) for p in paths), paths
+    hc = assert_exact(w.model.train(), lambda i: (w.args, w.kwargs), minimum,
+                      track_memory=True)
+    assert hc.last_step_stats().measured_peak_bytes <= minimum

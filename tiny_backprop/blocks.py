@@ -40,6 +40,11 @@ class BlockChain:
         live_intervals: (producer stage, last user stage, bytes) of the boundary
             storages (the planner's DAG accounting: a tensor shared by many blocks counts
             once).
+        nested: per stage, the sub-module calls of the block that run as nested regions
+            of their own (``block_chain(..., nested=True)``); empty otherwise. Then g_i is
+            what the block holds with them (its other saved tensors, their inputs, and
+            the largest one's saved tensors while it is recomputed) and b_i includes
+            their forward, run again in backward.
     """
 
     container: str
@@ -51,6 +56,7 @@ class BlockChain:
     must_keep: tuple[bool, ...]
     store_all_bytes: int
     live_intervals: tuple[tuple[int, int, int], ...] = ()
+    nested: tuple[tuple[CallRecord, ...], ...] = ()
 
     @property
     def never_recompute(self) -> list[bool]:
@@ -101,10 +107,34 @@ def find_block_calls(model: nn.Module, trace: Trace) -> tuple[str, list[CallReco
     return "", kids
 
 
+def _nested_children(trace: Trace, call: CallRecord, saved: dict[int, int],
+                     boundary: dict[int, int]) -> tuple[list[CallRecord], int]:
+    """Sub-module calls of `call` worth a region of their own, and the block's g with
+    them (bytes). `saved`: the block's saved storages (boundaries left out)."""
+    kids = [c for c in trace.calls[call.index + 1:call.end_call] if c.parent == call.index]
+    total = sum(saved.values())
+    chosen: list[tuple[CallRecord, dict[int, int]]] = []
+    for c in kids:
+        own = {k: b for k, b in c.saved.items() if k in saved}
+        ins = sum(b for k, b in c.input_keys.items() if k not in boundary)
+        if sum(own.values()) >= max(2 * ins, 0.05 * total) and sum(own.values()) > 0:
+            chosen.append((c, own))
+    if not chosen:
+        return [], total
+    inside: set[int] = set()
+    for _, own in chosen:
+        inside.update(own)
+    rest = sum(b for k, b in saved.items() if k not in inside)
+    inputs = sum(b for c, _ in chosen for k, b in c.input_keys.items() if k not in boundary)
+    peak = max(sum(own.values()) for _, own in chosen)
+    return [c for c, _ in chosen], rest + inputs + peak
+
+
 def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
-                op_costs: list[float] | None = None) -> BlockChain:
+                op_costs: list[float] | None = None, nested: bool = False) -> BlockChain:
     """The chain ``[pre] + blocks + [post]`` of a trace (bytes; FLOP-equivalents, or
-    the unit of `op_costs`, per op index, when given)."""
+    the unit of `op_costs`, per op index, when given). `nested`: blocks recompute their
+    large sub-module calls as nested regions (`BlockChain.nested`)."""
     weight = COST_MODELS[cost_model]
     container, calls = find_block_calls(model, trace)
     n = len(calls)
@@ -136,12 +166,27 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
     if calls:
         boundary.update(calls[-1].output_keys)
     saved = [0] * (n + 2)
+    per_stage: list[dict[int, int]] = [{} for _ in range(n + 2)]
     seen: set[int] = set()
     for sid, nbytes, call, pos in trace.saved_order:
         if sid in seen or sid in boundary:
             continue
         seen.add(sid)
-        saved[stage_at(call, pos)] += nbytes
+        st = stage_at(call, pos)
+        saved[st] += nbytes
+        per_stage[st][sid] = nbytes
+    kids: list[tuple[CallRecord, ...]] = [()] * (n + 2)
+    back = [2.0 * f for f in cost]
+    if nested:
+        for k, c in enumerate(calls):
+            chosen, g = _nested_children(trace, c, per_stage[k + 1], boundary)
+            if chosen:
+                kids[k + 1] = tuple(chosen)
+                saved[k + 1] = g
+                back[k + 1] += sum(
+                    op_costs[op.index] if op_costs is not None
+                    else op.flops if op.flops else weight * op.elements
+                    for ch in chosen for op in trace.ops[ch.first_op:ch.end_op])
     x = [trace.input_bytes] + [sum(c.input_keys.values()) for c in calls]
     x.append(sum(calls[-1].output_keys.values()) if calls else trace.output_bytes)
     for k, c in enumerate(calls):
@@ -168,11 +213,11 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
     intervals = tuple((j, u, b) for (j, u), b in sorted(live.items()))
     return BlockChain(
         container=container, calls=tuple(calls),
-        forward_cost=tuple(cost), backward_cost=tuple(2.0 * f for f in cost),
+        forward_cost=tuple(cost), backward_cost=tuple(back),
         input_bytes=tuple(x), saved_bytes=tuple(saved),
         must_keep=(True,) + (False,) * n + (True,),
         store_all_bytes=trace.input_bytes + trace.saved_bytes,
-        live_intervals=intervals)
+        live_intervals=intervals, nested=tuple(kids) if nested else ())
 
 
 def _occurrences(trace: Trace, scope: list[CallRecord] | None, targets: list[CallRecord]
@@ -199,6 +244,10 @@ def regions_of_tree(trace: Trace, chain: BlockChain, tree: tuple[Node, ...] | li
         out: list[RegionSpec] = []
         for node in nodes:
             if isinstance(node, Keep):
+                kids = chain.nested[node.stage] if chain.nested else ()
+                for ref, c in zip(_occurrences(trace, scope, list(kids)), kids):
+                    out.append(RegionSpec(calls=(ref,), mutating=(c.mutates_input,),
+                                          expected_packs=c.n_packs))
                 continue
             if not isinstance(node, Region):
                 raise TypeError(f"plan tree: expected Keep or Region, got {type(node).__name__}")

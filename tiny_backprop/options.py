@@ -41,12 +41,16 @@ def op_cost(op: OpRecord, element_weight: float) -> float:
 
 
 def keepable(trace: Trace, call: CallRecord, element_weight: float,
-             costs: list[float] | None = None) -> list[KeepItem]:
+             costs: list[float] | None = None,
+             skip: tuple[CallRecord, ...] = ()) -> list[KeepItem]:
     """Ops of a block call whose outputs the runtime may keep (a new storage, or an op
     writing only its first argument; not data-dependent), with their bytes and recompute
-    cost (`costs` per op index when measured, else FLOP-equivalents)."""
+    cost (`costs` per op index when measured, else FLOP-equivalents). Ops inside the
+    calls `skip` (nested regions of their own) are left out."""
     out = []
     for op in trace.ops[call.first_op:call.end_op]:
+        if any(c.first_op <= op.index < c.end_op for c in skip):
+            continue
         nbytes = op.self_write_bytes if op.inplace else op.out_bytes
         if op.data_dependent or nbytes <= 0:
             continue
@@ -101,5 +105,6 @@ def items_for(trace: Trace, chain: BlockChain, stages: list[int],
     out: list[KeepItem] = []
     for st in stages:
         if 1 <= st <= len(chain.calls):
-            out.extend(keepable(trace, chain.calls[st - 1], element_weight, costs))
+            skip = chain.nested[st] if chain.nested else ()
+            out.extend(keepable(trace, chain.calls[st - 1], element_weight, costs, skip))
     return out

@@ -16,6 +16,7 @@ from typing import Any, Union
 from torch import nn
 
 from .blocks import COST_MODELS, BlockChain, block_chain, regions_of_tree
+from .errors import BudgetError
 from .options import KeepItem, choose, items_for, top_kept_blocks
 from .plan import PLANNERS, Plan, format_bytes, parse_budget, plan_chain
 from .runtime.spec import RuntimePlan
@@ -142,8 +143,6 @@ def _chain_plan(chain: BlockChain, budget: Budget | int, planner: str) -> Plan:
 def _two_level(trace: Trace, chain: BlockChain, budget_bytes: int, weight: float,
                base: Plan, costs: list[float] | None) -> tuple[Plan, list[KeepItem]]:
     """The chain plan and kept op outputs with the least total cost within the budget."""
-    from .errors import BudgetError
-
     best: tuple[float, Plan, list[KeepItem]] = (base.total_cost, base, [])
     try:
         minimum = int(_chain_plan(chain, 0, "optimal").peak_bytes)
@@ -185,19 +184,48 @@ def plan_trace(model: nn.Module, trace: Trace, budget: Budget, planner: str = "o
     if cost_model == "measured":
         from .costs import measure
         costs = measure(trace, cost_cache)
-    chain = block_chain(model, trace, cost_model, costs)
-    p = _chain_plan(chain, budget if budget_bytes is None else int(budget_bytes), planner)
-    kept: list[KeepItem] = []
-    if keep_ops and planner == "optimal" and p.recompute_cost > 0:
-        asked = int(p.budget_bytes)
-        p, kept = _two_level(trace, chain, asked, COST_MODELS[cost_model], p, costs)
-        p = replace(p, budget_bytes=asked)
-        if kept:
-            saved = sum(k.cost for k in kept)
-            p = replace(p, peak_bytes=int(p.peak_bytes) + sum(k.nbytes for k in kept),
-                        total_cost=p.total_cost - saved,
-                        recompute_cost=max(0.0, p.recompute_cost - saved))
-    p = replace(p, chain=chain)
+    weight = COST_MODELS[cost_model]
+    asked = budget if budget_bytes is None else int(budget_bytes)
+    chains = [block_chain(model, trace, cost_model, costs)]
+    if planner == "optimal":  # also: blocks recomputing their big sub-modules apart
+        alt = block_chain(model, trace, cost_model, costs, nested=True)
+        if any(alt.nested):
+            chains.append(alt)
+    if len(chains) > 1 and not isinstance(asked, int):
+        # a fraction or size string means the same bytes for every variant: the plain
+        # chain's store-all peak is the model's
+        full = _chain_plan(chains[0], 1.0, "store_all").peak_bytes
+        asked = parse_budget(asked, int(full))
+    best: tuple[float, Plan, BlockChain, list[KeepItem]] | None = None
+    error: BudgetError | None = None
+    for chain in chains:
+        try:
+            p = _chain_plan(chain, asked, planner)
+        except BudgetError as e:
+            if error is None or e.minimum_bytes < error.minimum_bytes:
+                error = e
+            continue
+        kept: list[KeepItem] = []
+        if keep_ops and planner == "optimal" and p.recompute_cost > 0:
+            target = int(p.budget_bytes)
+            p, kept = _two_level(trace, chain, target, weight, p, costs)
+            p = replace(p, budget_bytes=target)
+            if kept:
+                saved = sum(k.cost for k in kept)
+                p = replace(p, peak_bytes=int(p.peak_bytes) + sum(k.nbytes for k in kept),
+                            total_cost=p.total_cost - saved,
+                            recompute_cost=max(0.0, p.recompute_cost - saved))
+        if best is None or p.total_cost < best[0] - 1e-9 * max(1.0, abs(best[0])):
+            best = (p.total_cost, p, chain, kept)
+    if best is None:
+        assert error is not None
+        raise error
+    _, p, chain, kept = best
+    # recompute cost against the plain model's one forward + backward (a nested chain's
+    # backward_cost already includes its sub-regions' second forward)
+    plain = chains[0]
+    base = sum(plain.forward_cost) + sum(plain.backward_cost)
+    p = replace(p, chain=chain, recompute_cost=max(0.0, p.total_cost - base))
     regions = regions_of_tree(trace, chain, p.tree, {k.op for k in kept})
     return ModelPlan(p, regions, trace.seconds, time.perf_counter() - t0, trace.method,
                      len(kept), sum(k.nbytes for k in kept))
