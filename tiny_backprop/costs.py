@@ -1,5 +1,7 @@
 """Op costs measured on the device that trains: each distinct (op, shapes, dtype,
-device) of a trace is timed once on real tensors of those shapes, one op at a time.
+device) of a trace without a FLOP formula is timed once on real tensors of those shapes,
+one op at a time; FLOP-counted ops (matmuls, convolutions) cost their FLOPs at the rate
+a few of them ran.
 
 Memory is at most one op's inputs and outputs. Floating inputs are random, integer and
 bool inputs zero (valid indices and targets). An op that cannot be timed (unsupported
@@ -25,7 +27,16 @@ from .trace.types import OpSignature, TensorMeta, Trace
 logger = logging.getLogger("tiny_backprop")
 
 #: Timed repetitions per signature after one warm-up (the median is used).
-REPEATS = 3
+REPEATS = 2
+#: FLOP-counted signatures (matmuls, convolutions) timed to calibrate the FLOP rate; the
+#: others get FLOPs / that rate (their time follows their FLOPs; timing each would take
+#: seconds on a CPU at real model sizes).
+FLOP_SAMPLES = 3
+#: Timings per op name: further signatures of a name cost their elements at that name's
+#: measured rate (per element, the median of its timed signatures).
+NAME_SAMPLES = 2
+#: Most seconds spent timing one trace; the rest is costed from the rates measured.
+TIME_BUDGET_S = 1.0
 
 
 class CostCache:
@@ -80,35 +91,70 @@ def time_signature(sig: OpSignature, repeats: int = REPEATS) -> float:
 
 
 def measure(trace: Trace, cache: CostCache | None = None) -> list[float]:
-    """Seconds per op of `trace` (index = op index), timing each signature once."""
+    """Seconds per op of `trace` (index = op index).
+
+    Signatures without a FLOP formula (elementwise, softmax, norms, dropout: where FLOPs
+    mislead) are timed once each, smallest first, up to `NAME_SAMPLES` per op name and
+    `TIME_BUDGET_S` seconds in all; the others cost their elements at their name's
+    measured per-element rate. Of the FLOP-counted ones, the `FLOP_SAMPLES` smallest are
+    timed to calibrate the FLOP rate and all cost FLOPs / rate.
+    """
     cache = cache if cache is not None else CostCache()
+    flops_of: dict[int, int] = {}
+    elements: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for op in trace.ops:
+        if op.sig < 0:
+            continue
+        names[op.sig] = op.name
+        elements[op.sig] = op.elements
+        if op.flops:
+            flops_of[op.sig] = op.flops
+    by_flops = sorted(flops_of, key=lambda i: flops_of[i])
+    # smallest first: cheap to time, and they give each op name its rate
+    order = by_flops[:FLOP_SAMPLES] + sorted(
+        (i for i in names if i not in flops_of), key=lambda i: (elements[i], i))
     per_sig: dict[int, float] = {}
+    samples: dict[str, int] = {}
     failed: list[str] = []
-    for i, sig in enumerate(trace.signatures):
+    spent = 0.0
+    for i in order:
+        sig = trace.signatures[i]
         key = repr(sig.key)
         if key in cache.seconds:
             per_sig[i] = cache.seconds[key]
+            samples[names[i]] = samples.get(names[i], 0) + 1
             continue
+        if spent > TIME_BUDGET_S or (i not in flops_of
+                                     and samples.get(names[i], 0) >= NAME_SAMPLES):
+            continue
+        t0 = time.perf_counter()
         try:
             per_sig[i] = cache.seconds[key] = time_signature(sig)
+            samples[names[i]] = samples.get(names[i], 0) + 1
         except Exception as exc:  # unsupported here, OOM, an argument we cannot rebuild
             failed.append(f"{sig.key[0]} ({type(exc).__name__})")
-    # FLOP rate of the timed FLOP-counted ops, for ops we could not time
-    flops = sum(op.flops for op in trace.ops if op.flops and op.sig in per_sig)
-    secs = sum(per_sig[op.sig] for op in trace.ops if op.flops and op.sig in per_sig)
-    rate = flops / secs if secs > 0 else 1e10
-    elem = statistics.median([per_sig[op.sig] / op.elements for op in trace.ops
-                              if not op.flops and op.elements and op.sig in per_sig] or [1e-9])
+        spent += time.perf_counter() - t0
+    timed = [i for i in by_flops if i in per_sig and per_sig[i] > 0]
+    rate = (sum(flops_of[i] for i in timed) / sum(per_sig[i] for i in timed)) if timed else 1e10
+    per_elem: dict[str, list[float]] = {}
+    for i, sec in per_sig.items():
+        if i not in flops_of and elements.get(i):
+            per_elem.setdefault(names[i], []).append(sec / elements[i])
+    name_rate = {n: statistics.median(v) for n, v in per_elem.items()}
+    elem = statistics.median([r for v in per_elem.values() for r in v] or [1e-9])
     if failed:
         logger.info("tiny_backprop: %d op signatures could not be timed, costed from FLOPs "
                     "instead: %s", len(failed), ", ".join(sorted(set(failed))[:8]))
     cache.save()
     out = []
     for op in trace.ops:
-        if op.sig in per_sig:
+        if op.flops:
+            out.append(op.flops / rate)
+        elif op.sig in per_sig:
             out.append(per_sig[op.sig])
         else:
-            out.append(op.flops / rate if op.flops else elem * op.elements)
+            out.append(name_rate.get(op.name, elem) * op.elements)
     return out
 
 
@@ -116,5 +162,6 @@ def _fmt(sig: OpSignature) -> str:  # pragma: no cover - debugging aid
     return f"{sig.key[0]}{[v.shape if isinstance(v, TensorMeta) else v for v in sig.leaves]}"
 
 
-__all__ = ["REPEATS", "CostCache", "measure", "time_signature"]
+__all__ = ["FLOP_SAMPLES", "NAME_SAMPLES", "REPEATS", "TIME_BUDGET_S", "CostCache", "measure",
+           "time_signature"]
 _ = Any
