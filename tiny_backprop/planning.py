@@ -17,7 +17,7 @@ from torch import nn
 
 from .blocks import COST_MODELS, BlockChain, block_chain, regions_of_tree
 from .errors import BudgetError
-from .options import KeepItem, choose, items_for, top_kept_blocks
+from .options import DISPATCH_COST, KeepItem, choose, items_for, top_kept_blocks, worth_keeping
 from .plan import PLANNERS, Plan, format_bytes, parse_budget, plan_chain
 from .runtime.spec import RuntimePlan
 from .trace import Trace, trace_model
@@ -141,9 +141,10 @@ def _chain_plan(chain: BlockChain, budget: Budget | int, planner: str) -> Plan:
 
 
 def _two_level(trace: Trace, chain: BlockChain, budget_bytes: int, weight: float,
-               base: Plan, costs: list[float] | None) -> tuple[Plan, list[KeepItem]]:
+               base: Plan, costs: list[float] | None, per_op: float
+               ) -> tuple[Plan, list[KeepItem], float]:
     """The chain plan and kept op outputs with the least total cost within the budget."""
-    best: tuple[float, Plan, list[KeepItem]] = (base.total_cost, base, [])
+    best: tuple[float, Plan, list[KeepItem], float] = (base.total_cost, base, [], 0.0)
     try:
         minimum = int(_chain_plan(chain, 0, "optimal").peak_bytes)
     except BudgetError as e:
@@ -158,10 +159,11 @@ def _two_level(trace: Trace, chain: BlockChain, budget_bytes: int, weight: float
             continue
         items = items_for(trace, chain, top_kept_blocks(p.tree), weight, costs)
         kept = choose(items, budget_bytes - int(p.peak_bytes))
-        total = p.total_cost - sum(k.cost for k in kept)
+        kept, net = worth_keeping(trace, chain, p.tree, kept, per_op)
+        total = p.total_cost - net
         if total < best[0] - 1e-9 * max(1.0, abs(best[0])):
-            best = (total, p, kept)
-    return best[1], best[2]
+            best = (total, p, kept, net)
+    return best[1], best[2], best[3]
 
 
 def plan_trace(model: nn.Module, trace: Trace, budget: Budget, planner: str = "optimal",
@@ -208,10 +210,10 @@ def plan_trace(model: nn.Module, trace: Trace, budget: Budget, planner: str = "o
         kept: list[KeepItem] = []
         if keep_ops and planner == "optimal" and p.recompute_cost > 0:
             target = int(p.budget_bytes)
-            p, kept = _two_level(trace, chain, target, weight, p, costs)
+            p, kept, saved = _two_level(trace, chain, target, weight, p, costs,
+                                        DISPATCH_COST[cost_model])
             p = replace(p, budget_bytes=target)
             if kept:
-                saved = sum(k.cost for k in kept)
                 p = replace(p, peak_bytes=int(p.peak_bytes) + sum(k.nbytes for k in kept),
                             total_cost=p.total_cost - saved,
                             recompute_cost=max(0.0, p.recompute_cost - saved))
