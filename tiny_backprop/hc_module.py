@@ -72,8 +72,8 @@ class HCModule(nn.Module):
             region runs the plain forward. May be changed between steps.
         cost_model: how ops are costed for planning: "flops" (FLOPs, 1 per output
             element for ops without a FLOP formula; deterministic), "elements10" (10 per
-            element) or "measured" (each distinct op timed once on the device, seconds;
-            see `tiny_backprop.costs`).
+            element) or "measured" (seconds on the device: FLOP-free ops timed, matmuls
+            at a calibrated FLOP rate; see `tiny_backprop.costs`).
         cost_cache: with ``cost_model="measured"``, a JSON file keeping the op times
             across processes (None: kept in memory for this HCModule only).
         max_plans: input signatures whose plans are kept (LRU).
