@@ -171,8 +171,10 @@ def plan_trace(model: nn.Module, trace: Trace, budget: Budget, planner: str = "o
                keep_ops: bool = True, cost_cache: Any = None) -> ModelPlan:
     """Plan a trace for `budget` (or exactly `budget_bytes` when given).
 
-    ``cost_model="measured"`` times each distinct op of the trace on the device
-    (`tiny_backprop.costs`, cached in `cost_cache`); costs are then seconds.
+    ``cost_model="measured"`` times the trace's ops on the device (`tiny_backprop.costs`,
+    cached in `cost_cache`); costs are then seconds. With ``planner="optimal"`` the
+    plain chain and the nested one (blocks recomputing large sub-module calls apart) are
+    both planned and the cheaper plan is kept.
     With ``planner="optimal"`` and `keep_ops`, regions may also keep chosen op outputs
     (`tiny_backprop.options`): the plan's predicted peak then includes every kept byte
     and its recompute cost excludes the kept ops.
