@@ -34,3 +34,12 @@ def test_cli_end_to_end_json_and_table(capsys):
     assert analyze.main(["--model", "gpt2", "--profile", "small"]) == 0
     text = capsys.readouterr().out
     assert "traced on fake tensors" in text and "blocks.3" in text and "budget 0.5" in text
+
+
+def test_cli_timeline_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "t.png"
+    assert analyze.main(["--model", "mlp", "--profile", "small", "--timeline", str(png),
+                         "--budget", "1.0"]) == 0
+    assert png.stat().st_size > 1000
+    assert "timeline:" in capsys.readouterr().err
