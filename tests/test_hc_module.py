@@ -453,3 +453,12 @@ def test_nested_sub_module_regions_lower_the_minimum_and_stay_exact() -> None:
     hc = assert_exact(w.model.train(), lambda i: (w.args, w.kwargs), minimum,
                       track_memory=True)
     assert hc.last_step_stats().measured_peak_bytes <= minimum
+
+
+def test_step_stats_count_each_unpack_once() -> None:
+    w = _build("gpt2")
+    hc = HCModule(w.model, min_budget(w.model, w.args, w.kwargs), track_memory=True)
+    for _ in range(2):
+        loss_of(hc(*w.args)).backward()
+    s = hc.last_step_stats()
+    assert s.n_recomputes > 0 and s.n_unpacks == s.n_packs, s

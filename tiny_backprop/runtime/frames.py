@@ -42,6 +42,7 @@ class _Handle:
 
 
 def _unpack_handle(h: _Handle) -> torch.Tensor:
+    h.frame.tracker.count_unpack()  # one per autograd unpack (sub-frames do not recount)
     return h.frame.unpack(h.index)
 
 
@@ -219,7 +220,6 @@ class Frame:
 
     def unpack(self, index: int) -> torch.Tensor:
         """Saved tensor number `index` of this region, recomputing the region if needed."""
-        self.tracker.count_unpack()
         if index not in self.subs and index not in self.storage:
             self.recompute()
         slot = self.subs.pop(index, None)
