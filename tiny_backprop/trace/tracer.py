@@ -343,6 +343,19 @@ def _distributed(model: nn.Module) -> bool:
         type(m).__name__.startswith("FSDP") for m in model.modules())
 
 
+@contextmanager
+def _quiet_fake_tensor_log() -> Iterator[None]:
+    """torch logs a failed fake kernel at ERROR level; the failure is handled here (the
+    real-tensor trace follows, logged once at INFO), so keep torch's line out."""
+    log = logging.getLogger("torch._subclasses.fake_tensor")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def trace_model(model: nn.Module, args: tuple, kwargs: dict) -> Trace:
     """A trace of one training forward: on fake tensors, else on real ones (logged).
 
@@ -351,7 +364,8 @@ def trace_model(model: nn.Module, args: tuple, kwargs: dict) -> Trace:
     if _distributed(model):
         return trace_real(model, args, kwargs)
     try:
-        return trace_fake(model, args, kwargs)
+        with _quiet_fake_tensor_log():
+            return trace_fake(model, args, kwargs)
     except Exception as exc:  # no fake kernel, data-dependent shapes, ...
         logger.info("tiny_backprop: tracing %s on fake tensors failed (%s: %s); tracing on "
                     "real tensors, keeping no saved tensor", type(model).__name__,
