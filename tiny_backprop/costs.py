@@ -17,7 +17,6 @@ import logging
 import statistics
 import time
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.utils import _pytree as pytree
@@ -158,10 +157,5 @@ def measure(trace: Trace, cache: CostCache | None = None) -> list[float]:
     return out
 
 
-def _fmt(sig: OpSignature) -> str:  # pragma: no cover - debugging aid
-    return f"{sig.key[0]}{[v.shape if isinstance(v, TensorMeta) else v for v in sig.leaves]}"
-
-
 __all__ = ["FLOP_SAMPLES", "NAME_SAMPLES", "REPEATS", "TIME_BUDGET_S", "CostCache", "measure",
            "time_signature"]
-_ = Any
