@@ -17,7 +17,6 @@ import csv
 import datetime as _dt
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -27,20 +26,10 @@ from typing import Any
 import jax
 
 from benchmarks import jax_models as M
+from benchmarks.results import _cpu_model
 from tiny_backprop.jax import height_compressed_grad, plan
 
 BUDGETS = (1.0, 0.5, 0.3, 0.2, 0.15)
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _time_steps(fn: Callable[..., Any], args: Sequence[Any], warmup: int, steps: int) -> list[float]:
@@ -176,7 +165,7 @@ def _meta(argv: Sequence[str] | None) -> dict[str, Any]:
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": "python -m benchmarks.jax_lm " + " ".join(sys.argv[1:] if argv is None
                                                             else list(argv)),
-        "hardware": {"cpu": _cpu_name(), "cores": os.cpu_count(),
+        "hardware": {"cpu": _cpu_model(), "cores": os.cpu_count(),
                      "devices": [str(d) for d in jax.devices()]},
         "jax_version": jax.__version__,
         "env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "XLA_FLAGS") if k in os.environ},

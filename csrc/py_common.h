@@ -65,4 +65,12 @@ int tb_py_planner_exec(PyObject *module);
 int tb_py_accountant_exec(PyObject *module);
 int tb_py_knapsack_exec(PyObject *module);
 
+/* Cancellation hook for the core's tb_stop while the GIL is released: re-takes the GIL,
+ * checks signals (Ctrl-C), releases it again; nonzero = stop. ctx is a tb_glue_stop
+ * holding the thread state from PyEval_SaveThread. */
+typedef struct tb_glue_stop {
+    PyThreadState *ts;
+} tb_glue_stop;
+int tb_glue_should_stop(void *ctx);
+
 #endif /* TB_PY_COMMON_H */

@@ -5,19 +5,6 @@
 
 #include "knapsack.h"
 
-typedef struct ks_stop {
-    PyThreadState *ts;
-} ks_stop;
-
-static int ks_should_stop(void *ctx)
-{
-    ks_stop *s = ctx;
-    PyEval_RestoreThread(s->ts);
-    int stop = PyErr_CheckSignals() < 0;
-    s->ts = PyEval_SaveThread();
-    return stop;
-}
-
 /* weights/values copied from a tuple copy of each sequence (a list mutated while being
  * read cannot crash us); TypeError/ValueError naming the field and index. */
 static int read_items(PyObject *wobj, PyObject *vobj, size_t *n_out, int64_t **w_out,
@@ -127,8 +114,8 @@ static PyObject *py_knapsack(PyObject *module, PyObject *args, PyObject *kwds)
         goto done;
     }
     double value = 0.0;
-    ks_stop s;
-    tb_stop stop = {ks_should_stop, &s};
+    tb_glue_stop s;
+    tb_stop stop = {tb_glue_should_stop, &s};
     s.ts = PyEval_SaveThread();
     tb_status st = tb_knapsack(NULL, &stop, n, w, v, (int64_t)capacity, (int64_t)slots, &value,
                                chosen);

@@ -69,13 +69,9 @@ static int chain_borrow(PyObject *module, PyObject *c, chain_arg *ca)
 /* The stop hook of the core, run with the GIL released: every poll takes the GIL back
  * for PyErr_CheckSignals (Ctrl-C raises KeyboardInterrupt there, in the main thread)
  * and releases it again. */
-typedef struct glue_stop {
-    PyThreadState *ts;
-} glue_stop;
-
-static int glue_should_stop(void *ctx)
+int tb_glue_should_stop(void *ctx)
 {
-    glue_stop *gs = ctx;
+    tb_glue_stop *gs = ctx;
     PyEval_RestoreThread(gs->ts);
     int stop = PyErr_CheckSignals() < 0;
     gs->ts = PyEval_SaveThread();
@@ -253,8 +249,8 @@ static PyObject *py_plan_chain(PyObject *module, PyObject *args, PyObject *kwds)
     int64_t peak = 0;
     tb_status st;
     PyObject *result = NULL;
-    glue_stop gs;
-    tb_stop stop = {glue_should_stop, &gs};
+    tb_glue_stop gs;
+    tb_stop stop = {tb_glue_should_stop, &gs};
     gs.ts = PyEval_SaveThread();
     if (kind == TB_PLANNER_OPTIMAL)
         st = tb_plan_optimal_ex(NULL, &stop, &chain, (int64_t)budget, (int64_t)slots, &planned,
@@ -320,8 +316,8 @@ static PyObject *py_min_budget(PyObject *module, PyObject *args, PyObject *kwds)
     double cost = 0.0;
     tb_status st;
     PyObject *result = NULL;
-    glue_stop gs;
-    tb_stop stop = {glue_should_stop, &gs};
+    tb_glue_stop gs;
+    tb_stop stop = {tb_glue_should_stop, &gs};
     gs.ts = PyEval_SaveThread();
     st = tb_min_budget_ex(NULL, &stop, &chain, &mb, &cost, &tree);
     PyEval_RestoreThread(gs.ts);
@@ -379,8 +375,8 @@ static PyObject *py_simulate(PyObject *module, PyObject *args, PyObject *kwds)
     }
     double cost = 0.0;
     int64_t peak = 0;
-    glue_stop gs;
-    tb_stop stop = {glue_should_stop, &gs};
+    tb_glue_stop gs;
+    tb_stop stop = {tb_glue_should_stop, &gs};
     gs.ts = PyEval_SaveThread();
     tb_status st = tb_simulate_ex(NULL, &stop, &chain, &tree, &cost, &peak);
     PyEval_RestoreThread(gs.ts);

@@ -313,12 +313,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _cpu() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        name = "unknown"
-    return f"{name}, {os.cpu_count()} cores"
+    from benchmarks.results import _cpu_model
+    return f"{_cpu_model()}, {os.cpu_count()} cores"
 
 
 if __name__ == "__main__":
