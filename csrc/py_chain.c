@@ -111,9 +111,16 @@ static void chain_free_arrays(tb_chain_object *self)
     PyMem_Free(self->g);
     PyMem_Free(self->mk);
     PyMem_Free(self->live);
+    PyMem_Free(self->opt_first);
+    PyMem_Free(self->opt_bytes);
+    PyMem_Free(self->opt_save);
     self->f = self->b = NULL;
     self->x = self->g = self->live = NULL;
     self->mk = NULL;
+    self->opt_first = NULL;
+    self->opt_bytes = NULL;
+    self->opt_save = NULL;
+    self->n_opt = 0;
 }
 
 /* One per-stage field: tuple copy, length check, conversion into a PyMem array of n
@@ -224,16 +231,104 @@ error:
     return NULL;
 }
 
+/* options: a sequence of (stage, bytes, save) tuples, 0 <= stage < n, bytes an int in
+ * [0, 2**52], 0 <= save <= forward_cost[stage]. Grouped by stage (stable: a stage's
+ * options are numbered in the order given) into self's CSR arrays. 0 or -1. */
+static int parse_options(tb_chain_object *self, PyObject *obj)
+{
+    const char *name = "options";
+    PyObject *t = copy_sequence(obj, name, "(stage, bytes, save) tuples");
+    if (t == NULL)
+        return -1;
+    Py_ssize_t m = PyTuple_GET_SIZE(t);
+    size_t n = self->n;
+    int64_t *stage = NULL;
+    if ((size_t)m > TB_MAX_OPTIONS) {
+        PyErr_Format(PyExc_ValueError, "%s: at most %d options (TB_MAX_OPTIONS), got %zd",
+                     name, TB_MAX_OPTIONS, m);
+        goto error;
+    }
+    if (m == 0) {
+        Py_DECREF(t);
+        return 0;
+    }
+    stage = PyMem_Malloc((size_t)m * sizeof(int64_t));
+    self->opt_first = PyMem_Calloc(n + 1, sizeof(int32_t));
+    self->opt_bytes = PyMem_Malloc((size_t)m * sizeof(int64_t));
+    self->opt_save = PyMem_Malloc((size_t)m * sizeof(double));
+    int64_t *by = PyMem_Malloc((size_t)m * sizeof(int64_t));
+    double *sv = PyMem_Malloc((size_t)m * sizeof(double));
+    if (stage == NULL || self->opt_first == NULL || self->opt_bytes == NULL ||
+        self->opt_save == NULL || by == NULL || sv == NULL) {
+        PyMem_Free(by);
+        PyMem_Free(sv);
+        PyErr_NoMemory();
+        goto error;
+    }
+    for (Py_ssize_t i = 0; i < m; i++) {
+        PyObject *item = PyTuple_GET_ITEM(t, i); /* borrowed from our tuple */
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
+            PyErr_Format(PyExc_TypeError,
+                         "%s[%zd] must be a (stage, bytes, save) tuple, not %.100s", name, i,
+                         Py_TYPE(item)->tp_name);
+            goto error_local;
+        }
+        if (convert_size(PyTuple_GET_ITEM(item, 0), name, i, 0, &stage[i]) < 0 ||
+            convert_size(PyTuple_GET_ITEM(item, 1), name, i, 1, &by[i]) < 0 ||
+            convert_cost(PyTuple_GET_ITEM(item, 2), name, i, &sv[i]) < 0)
+            goto error_local;
+        if (stage[i] >= (int64_t)n) {
+            PyErr_Format(PyExc_ValueError, "%s[%zd]: stage must be < %zu (stages), got %R",
+                         name, i, n, item);
+            goto error_local;
+        }
+        if (sv[i] > self->f[stage[i]]) {
+            PyErr_Format(PyExc_ValueError,
+                         "%s[%zd]: save must be <= forward_cost[stage] (a recomputation "
+                         "cannot save more than it costs), got %R",
+                         name, i, item);
+            goto error_local;
+        }
+    }
+    for (Py_ssize_t i = 0; i < m; i++)
+        self->opt_first[stage[i] + 1]++;
+    for (size_t s = 0; s < n; s++)
+        self->opt_first[s + 1] += self->opt_first[s];
+    for (Py_ssize_t i = 0; i < m; i++) { /* stable counting sort: opt_first[s] is a cursor */
+        int32_t pos = self->opt_first[stage[i]]++;
+        self->opt_bytes[pos] = by[i];
+        self->opt_save[pos] = sv[i];
+    }
+    for (size_t s = n; s-- > 0;) /* the cursors ran to the next stage's start */
+        self->opt_first[s + 1] = self->opt_first[s];
+    self->opt_first[0] = 0;
+    self->n_opt = (size_t)m;
+    PyMem_Free(by);
+    PyMem_Free(sv);
+    PyMem_Free(stage);
+    Py_DECREF(t);
+    return 0;
+error_local:
+    PyMem_Free(by);
+    PyMem_Free(sv);
+error:
+    PyMem_Free(stage);
+    Py_DECREF(t);
+    return -1; /* the caller frees self's arrays */
+}
+
 tb_chain tb_py_chain_view(const tb_chain_object *self, int transient)
 {
-    tb_chain c = {self->n,      self->f,    self->b, self->x, self->g, self->mk,
-                  self->n_live, self->live, transient != 0};
+    tb_chain c = {self->n,      self->f,    self->b,   self->x,
+                  self->g,      self->mk,   self->n_live, self->live,
+                  transient != 0, self->n_opt, self->opt_first, self->opt_bytes,
+                  self->opt_save};
     return c;
 }
 
 /* Fills self from the fields. 0, or -1 with an exception (self's arrays then freed). */
 static int chain_fill(tb_chain_object *self, PyObject *f, PyObject *b, PyObject *x, PyObject *g,
-                      PyObject *mk, PyObject *live)
+                      PyObject *mk, PyObject *live, PyObject *options)
 {
     Py_ssize_t n = -1;
     if ((self->f = parse_field(f, "forward_cost", &n, 'c')) == NULL ||
@@ -252,6 +347,8 @@ static int chain_fill(tb_chain_object *self, PyObject *f, PyObject *b, PyObject 
         PyMem_Free(self->live);
         self->live = NULL;
     }
+    if (options != NULL && options != Py_None && parse_options(self, options) < 0)
+        goto error;
     /* Sums: every schedule's cost must stay finite, every byte count exact. */
     double cost_sum = 0.0;
     for (size_t i = 0; i < self->n; i++)
@@ -300,16 +397,20 @@ static PyObject *chain_alloc(PyTypeObject *type)
     self->x = self->g = self->live = NULL;
     self->mk = NULL;
     self->n_live = 0;
+    self->n_opt = 0;
+    self->opt_first = NULL;
+    self->opt_bytes = NULL;
+    self->opt_save = NULL;
     return (PyObject *)self;
 }
 
 PyObject *tb_py_chain_from_fields(PyTypeObject *type, PyObject *f, PyObject *b, PyObject *x,
-                                  PyObject *g, PyObject *mk, PyObject *live)
+                                  PyObject *g, PyObject *mk, PyObject *live, PyObject *options)
 {
     PyObject *self = chain_alloc(type);
     if (self == NULL)
         return NULL;
-    if (chain_fill((tb_chain_object *)self, f, b, x, g, mk, live) < 0) {
+    if (chain_fill((tb_chain_object *)self, f, b, x, g, mk, live, options) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -319,12 +420,12 @@ PyObject *tb_py_chain_from_fields(PyTypeObject *type, PyObject *f, PyObject *b, 
 static PyObject *chain_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"forward_cost", "backward_cost", "input_bytes", "saved_bytes",
-                             "must_keep", "live_intervals", NULL};
-    PyObject *f, *b, *x, *g, *mk = Py_None, *live = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|$OO:Chain", kwlist, &f, &b, &x, &g, &mk,
-                                     &live))
+                             "must_keep", "live_intervals", "options", NULL};
+    PyObject *f, *b, *x, *g, *mk = Py_None, *live = Py_None, *options = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|$OOO:Chain", kwlist, &f, &b, &x, &g, &mk,
+                                     &live, &options))
         return NULL;
-    return tb_py_chain_from_fields(type, f, b, x, g, mk, live);
+    return tb_py_chain_from_fields(type, f, b, x, g, mk, live, options);
 }
 
 static void chain_dealloc(PyObject *op)
@@ -433,6 +534,28 @@ static PyObject *get_live_intervals(PyObject *op, void *Py_UNUSED(closure))
     return t;
 }
 
+static PyObject *get_options(PyObject *op, void *Py_UNUSED(closure))
+{
+    tb_chain_object *self = (tb_chain_object *)op;
+    if (self->n_opt == 0)
+        Py_RETURN_NONE;
+    PyObject *t = PyTuple_New((Py_ssize_t)self->n_opt);
+    if (t == NULL)
+        return NULL;
+    for (size_t s = 0; s < self->n; s++) {
+        for (int32_t o = self->opt_first[s]; o < self->opt_first[s + 1]; o++) {
+            PyObject *item = Py_BuildValue("(nLd)", (Py_ssize_t)s, (long long)self->opt_bytes[o],
+                                           self->opt_save[o]);
+            if (item == NULL) {
+                Py_DECREF(t);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(t, (Py_ssize_t)o, item);
+        }
+    }
+    return t;
+}
+
 static PyObject *get_num_stages(PyObject *op, void *Py_UNUSED(closure))
 {
     return PyLong_FromSize_t(((tb_chain_object *)op)->n);
@@ -450,17 +573,24 @@ static PyGetSetDef chain_getset[] = {
      NULL},
     {"live_intervals", get_live_intervals, NULL,
      "(producer, last_user, bytes) triples (tuple) or None for a plain chain.", NULL},
+    {"options", get_options, NULL,
+     "(stage, bytes, save) triples of single-stage top-level regions, grouped by stage "
+     "(tuple), or None.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 PyDoc_STRVAR(chain_doc,
 "Chain(forward_cost, backward_cost, input_bytes, saved_bytes, *, must_keep=None,\n"
-"      live_intervals=None)\n\n"
+"      live_intervals=None, options=None)\n\n"
 "An immutable chain of stages, copied and validated once; pass it to plan_chain,\n"
 "simulate and min_budget instead of the four lists. Costs: numbers, finite, >= 0, whose\n"
 "sum stays <= DBL_MAX / 4 / (L + 1); sizes: ints in [0, 2**52] bytes (their total too);\n"
 "must_keep: bools; live_intervals: (producer, last_user, bytes) int tuples with\n"
-"0 <= producer < last_user < L. TypeError / ValueError name the field and the index.");
+"0 <= producer < last_user < L; options: (stage, bytes, save) tuples, stage < L,\n"
+"0 <= save <= forward_cost[stage]: a region of that one stage at the top level may keep\n"
+"`bytes` more from its forward to its backward and recompute for `save` less (options\n"
+"are numbered per stage in the order given). TypeError / ValueError name the field and\n"
+"the index.");
 
 static PyType_Slot chain_slots[] = {
     {Py_tp_new, chain_new},

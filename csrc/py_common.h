@@ -45,12 +45,16 @@ typedef struct tb_chain_object {
     uint8_t *mk;
     size_t n_live;
     int64_t *live;
+    size_t n_opt;     /* options (stage, bytes, save), grouped by stage */
+    int32_t *opt_first;
+    int64_t *opt_bytes;
+    double *opt_save;
 } tb_chain_object;
 
 /* A new Chain of `type` (the module's Chain type) from the fields; must_keep and live
  * may be NULL or None. NULL + TypeError/ValueError naming field and index. */
 PyObject *tb_py_chain_from_fields(PyTypeObject *type, PyObject *f, PyObject *b, PyObject *x,
-                                  PyObject *g, PyObject *mk, PyObject *live);
+                                  PyObject *g, PyObject *mk, PyObject *live, PyObject *options);
 
 /* The core's view of a Chain (arrays borrowed from it), with the transient switch. */
 tb_chain tb_py_chain_view(const tb_chain_object *self, int transient);

@@ -1,6 +1,7 @@
 /* CPython glue of the planner: plan_chain, min_budget, simulate, PLANNERS.
  * Only numbers cross the boundary: costs as floats, sizes as ints (bytes). Plan trees
- * travel as tuples of (kind, start, end) in preorder (kind 0 = Keep, 1 = Region). */
+ * travel as tuples of (kind, start, end) in preorder (kind 0 = Keep, 1 = Region), or
+ * (kind, start, end, option) for a region that keeps one of its stage's options. */
 #include "py_common.h"
 
 #include <math.h>
@@ -45,7 +46,7 @@ static int is_chain_call(PyObject *module, PyObject *args, PyObject *kwds)
 static int chain_from_fields(PyObject *module, PyObject *f, PyObject *b, PyObject *x,
                              PyObject *g, PyObject *mk, PyObject *live, chain_arg *ca)
 {
-    PyObject *c = tb_py_chain_from_fields(chain_type(module), f, b, x, g, mk, live);
+    PyObject *c = tb_py_chain_from_fields(chain_type(module), f, b, x, g, mk, live, NULL);
     if (c == NULL)
         return -1;
     ca->obj = (tb_chain_object *)c;
@@ -84,8 +85,12 @@ static PyObject *tree_to_tuple(const tb_plan_tree *tree)
     if (out == NULL)
         return NULL;
     for (size_t j = 0; j < tree->n_nodes; j++) {
-        PyObject *item = Py_BuildValue("(iii)", (int)tree->kind[j], (int)tree->start[j],
-                                       (int)tree->end[j]);
+        int opt = tree->opt != NULL ? (int)tree->opt[j] : -1;
+        PyObject *item =
+            opt < 0 ? Py_BuildValue("(iii)", (int)tree->kind[j], (int)tree->start[j],
+                                    (int)tree->end[j])
+                    : Py_BuildValue("(iiii)", (int)tree->kind[j], (int)tree->start[j],
+                                    (int)tree->end[j], opt);
         if (item == NULL) {
             Py_DECREF(out);
             return NULL;
@@ -119,20 +124,22 @@ static int tuple_to_tree(PyObject *nodes, size_t n_stages, tb_plan_tree *tree)
     tree->kind = tb_malloc(NULL, cap);
     tree->start = tb_malloc(NULL, cap * sizeof(int32_t));
     tree->end = tb_malloc(NULL, cap * sizeof(int32_t));
-    if (tree->kind == NULL || tree->start == NULL || tree->end == NULL) {
+    tree->opt = tb_malloc(NULL, cap * sizeof(int32_t));
+    if (tree->kind == NULL || tree->start == NULL || tree->end == NULL || tree->opt == NULL) {
         PyErr_NoMemory();
         goto error;
     }
     tree->cap = cap;
     for (Py_ssize_t j = 0; j < n; j++) {
-        int k, s, e;
+        int k, s, e, o = -1;
         PyObject *item = PyTuple_GET_ITEM(t, j); /* borrowed from our tuple */
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
-            PyErr_Format(PyExc_TypeError, "nodes[%zd] must be a (kind, start, end) tuple, "
-                         "not %.100s", j, Py_TYPE(item)->tp_name);
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 3 || PyTuple_GET_SIZE(item) > 4) {
+            PyErr_Format(PyExc_TypeError, "nodes[%zd] must be a (kind, start, end) or "
+                         "(kind, start, end, option) tuple, not %.100s", j,
+                         Py_TYPE(item)->tp_name);
             goto error;
         }
-        if (!PyArg_ParseTuple(item, "iii", &k, &s, &e)) {
+        if (!PyArg_ParseTuple(item, "iii|i", &k, &s, &e, &o)) {
             int range = PyErr_ExceptionMatches(PyExc_OverflowError);
             PyErr_Clear();
             PyErr_Format(range ? PyExc_ValueError : PyExc_TypeError,
@@ -145,9 +152,15 @@ static int tuple_to_tree(PyObject *nodes, size_t n_stages, tb_plan_tree *tree)
             PyErr_Format(PyExc_ValueError, "nodes[%zd]: kind must be 0 (Keep) or 1 (Region)", j);
             goto error;
         }
+        if (PyTuple_GET_SIZE(item) == 4 && (o < 0 || k != TB_NODE_REGION)) {
+            PyErr_Format(PyExc_ValueError, "nodes[%zd]: an option (the 4th entry) must be "
+                         ">= 0 and belongs to a Region (kind 1), got %R", j, item);
+            goto error;
+        }
         tree->kind[j] = (uint8_t)k;
         tree->start[j] = s;
         tree->end[j] = e;
+        tree->opt[j] = o;
     }
     tree->n_nodes = cap;
     Py_DECREF(t);

@@ -16,6 +16,8 @@ from .tree import Keep, Node, Region
 INF = math.inf
 
 Live = Sequence[tuple[int, int, int]]
+#: Per stage, its options (bytes, save) in order (see `plan_chain(options=...)`).
+Options = Sequence[Sequence[tuple[int, float]]]
 
 
 def new_bytes(x: Sequence[int], live: Live | None) -> Callable[[int, int], int]:
@@ -69,22 +71,27 @@ def optimal(
     must_keep: Sequence[bool] | None = None,
     live: Live | None = None,
     transient: bool = False,
+    options: Options | None = None,
 ) -> tuple[float, tuple[Node, ...] | None]:
     """The model's optimum for integer sizes and an integer budget (no discretisation).
 
     `x` may be sizes in slots with `live` None, or with `live` given `d` is built from
-    it (then only x[0] is read). Returns (cost, tree); (inf, None) when no schedule fits.
+    it (then only x[0] is read). `options[s]`: stage s's (bytes, save) options, open to
+    a one-stage region at the top level. Returns (cost, tree); (inf, None) when no
+    schedule fits.
     """
     n = len(f)
     d = new_bytes(x, live)
     tr = transient_fn(d, transient)
     leaf = leaf_fn(g, d, n, transient)
     mk = list(must_keep) if must_keep is not None else [False] * n
+    opts = [list(o) for o in options] if options is not None else [[] for _ in range(n)]
     sys.setrecursionlimit(max(10000, sys.getrecursionlimit()))
 
     @cache
     def opt(s: int, t: int, m: int) -> tuple[float, int]:
-        """(cost, choice): choice -1 = keep s, k > s = region [s, k)."""
+        """(cost, choice): choice -1 = keep s, k > s = region [s, k), -2 - q = region
+        [s, s+1) with option q."""
         if m < 0:
             return INF, -1
         if s == t:
@@ -99,6 +106,13 @@ def optimal(
             v = sum(f[s:k]) + opt(k, t, m - d(s, k))[0] + opt(s, k - 1, m)[0]
             if v < best:
                 best, choice = v, k
+        if t == n - 1 and not mk[s]:
+            for q, (e, r) in enumerate(opts[s]):
+                if m - e < max(tr(s, s + 1), leaf(s)):
+                    continue
+                v = f[s] + (f[s] - r + b[s]) + opt(s + 1, t, m - d(s, s + 1) - e)[0]
+                if v < best:
+                    best, choice = v, -2 - q
         return best, choice
 
     def build(s: int, t: int, m: int) -> list[Node]:
@@ -108,7 +122,12 @@ def optimal(
             if s == t:
                 out.append(Keep(s))
                 return out
-            if k < 0:
+            if k <= -2:
+                q = -2 - k
+                out.append(Region(s, s + 1, (Keep(s),), q))
+                m -= d(s, s + 1) + opts[s][q][0]
+                s += 1
+            elif k < 0:
                 out.append(Keep(s))
                 m -= g[s] + d(s, s + 1)
                 s += 1
@@ -131,8 +150,11 @@ def simulate(
     tree: Sequence[Node],
     live: Live | None = None,
     transient: bool = False,
+    options: Options | None = None,
 ) -> tuple[float, int]:
-    """Replay a plan tree: (total cost, peak bytes held, the chain input included)."""
+    """Replay a plan tree: (total cost, peak bytes held, the chain input included).
+    A region's option q (`options[stage][q]` = (bytes, save)) holds its bytes from the
+    region's start to its backward and takes `save` off its recomputation."""
     d = new_bytes(x, live)
     tr = transient_fn(d, transient)
     n = len(f)
@@ -153,6 +175,11 @@ def simulate(
                 nxt = i + 1
             else:
                 assert node.start == nxt and node.start < node.end <= t + 1
+                if node.option >= 0:
+                    assert s == 0 and t == n - 1 and node.end == node.start + 1 < n
+                    e, r = options[node.start][node.option]  # type: ignore[index]
+                    cur += e
+                    cost -= r
                 # the region's running boundaries; its last stage's output (if any:
                 # end <= n-1) is new memory even when an enclosing level holds it
                 if node.end < n:

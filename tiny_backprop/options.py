@@ -110,6 +110,72 @@ def items_for(trace: Trace, chain: BlockChain, stages: list[int],
     return out
 
 
+#: Capacities (fractions of a block's keepable bytes) at which level 1 solves the
+#: block's knapsack; each distinct keep set found is one option of the block.
+OPTION_POINTS = tuple(i / 16 for i in range(1, 17))
+
+
+@dataclass(frozen=True)
+class BlockOption:
+    """One level-1 option of a block stage: keep `items`, holding `nbytes` more from
+    the block's forward to its backward and saving `save` of its recomputation (the
+    items' cost less the keep policy's dispatch cost), in the chain's cost unit."""
+
+    stage: int
+    nbytes: int
+    save: float
+    items: tuple[KeepItem, ...]
+
+
+def block_options(trace: Trace, chain: BlockChain, element_weight: float,
+                  costs: list[float] | None, per_op: float) -> list[BlockOption]:
+    """Level 1 of the two-level planner: per block stage, the Pareto set of (bytes held,
+    recompute cost saved) over its op-level keep sets.
+
+    Each point is an exact 0/1 knapsack (`choose`) of the block's keepable ops at one of
+    `OPTION_POINTS` of their total bytes, less the dispatch cost of the keep policy
+    (`per_op` per op of the block, forward and recompute); points that do not save
+    more than a smaller one are dropped. Identical blocks (same ops, bytes and costs,
+    relative to the block's first op) are solved once.
+    """
+    solved: dict[tuple, list[tuple[int, float, tuple[int, ...]]]] = {}
+    out: list[BlockOption] = []
+    for st in range(1, len(chain.calls) + 1):
+        call = chain.calls[st - 1]
+        skip = chain.nested[st] if chain.nested else ()
+        items = keepable(trace, call, element_weight, costs, skip)
+        if not items:
+            continue
+        base = call.first_op
+        key = tuple((it.op - base, it.nbytes, round(it.cost, 12)) for it in items)
+        n_ops = call.end_op - call.first_op
+        if key not in solved:
+            total = sum(it.nbytes for it in items)
+            points: list[tuple[int, float, tuple[int, ...]]] = []
+            seen: set[tuple[int, ...]] = set()
+            for frac in OPTION_POINTS:
+                picked = choose(items, int(total * frac))
+                ids = tuple(sorted(it.op - base for it in picked))
+                if not ids or ids in seen:
+                    continue
+                seen.add(ids)
+                save = sum(it.cost for it in picked) - 2.0 * per_op * n_ops
+                if save > 0:
+                    points.append((sum(it.nbytes for it in picked), save, ids))
+            points.sort(key=lambda p: (p[0], -p[1]))
+            pareto: list[tuple[int, float, tuple[int, ...]]] = []
+            for p in points:
+                if not pareto or p[1] > pareto[-1][1]:
+                    pareto.append(p)
+            solved[key] = pareto
+        by_off = {it.op - base: it for it in items}
+        limit = float(chain.forward_cost[st])
+        for nbytes, save, ids in solved[key]:
+            out.append(BlockOption(st, nbytes, min(save, limit),
+                                   tuple(by_off[i] for i in ids)))
+    return out
+
+
 #: Cost of one op passing through a region's keep policy (a Python dispatch mode), per
 #: pass (forward and recompute), in the chain's cost unit. Measured 2026-12-02 (CPU,
 #: torch 2.13.0, 1 thread): zoo gpt2 small at budget 0.5, 16 kept ops in 4 regions

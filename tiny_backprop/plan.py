@@ -151,8 +151,9 @@ class Plan:
         return header + ("\n" + body if body else "")
 
 
-def decode_nodes(nodes: Sequence[tuple[int, int, int]]) -> tuple[Node, ...]:
-    """Preorder (kind, start, end) triples (kind 0 Keep, 1 Region) into a plan tree."""
+def decode_nodes(nodes: Sequence[tuple[int, ...]]) -> tuple[Node, ...]:
+    """Preorder (kind, start, end[, option]) tuples (kind 0 Keep, 1 Region) into a plan
+    tree."""
     pos = 0
 
     def seq(end: int) -> tuple[Node, ...]:
@@ -160,13 +161,14 @@ def decode_nodes(nodes: Sequence[tuple[int, int, int]]) -> tuple[Node, ...]:
         out: list[Node] = []
         covered = -1
         while pos < len(nodes) and covered < end:
-            kind, s, e = nodes[pos]
+            kind, s, e = nodes[pos][:3]
+            opt = nodes[pos][3] if len(nodes[pos]) > 3 else -1
             if kind == 0:
                 pos += 1
                 out.append(Keep(s))
             else:
                 pos += 1
-                out.append(Region(s, e, seq(e)))
+                out.append(Region(s, e, seq(e), opt))
             covered = e
             if e >= end:
                 break
@@ -174,19 +176,21 @@ def decode_nodes(nodes: Sequence[tuple[int, int, int]]) -> tuple[Node, ...]:
 
     if not nodes:
         return ()
-    return seq(max(e for _, _, e in nodes))
+    return seq(max(node[2] for node in nodes))
 
 
-def encode_tree(tree: Sequence[Node]) -> list[tuple[int, int, int]]:
-    """A plan tree into preorder (kind, start, end) triples."""
-    out: list[tuple[int, int, int]] = []
+def encode_tree(tree: Sequence[Node]) -> list[tuple[int, ...]]:
+    """A plan tree into preorder (kind, start, end) triples ((1, start, end, option)
+    for a region with an option)."""
+    out: list[tuple[int, ...]] = []
 
     def walk(nodes: Sequence[Node]) -> None:
         for n in nodes:
             if isinstance(n, Keep):
                 out.append((0, n.stage, n.stage + 1))
             else:
-                out.append((1, n.start, n.end))
+                out.append((1, n.start, n.end) if n.option < 0
+                           else (1, n.start, n.end, n.option))
                 walk(n.children)
 
     walk(tree)
@@ -241,6 +245,7 @@ def plan_chain(
     height: int | None = None,
     live_intervals: Sequence[tuple[int, int, int]] | None = None,
     transient: bool = False,
+    options: Sequence[tuple[int, int, float]] | None = None,
 ) -> Plan:
     """Plan a chain of stages under a memory budget.
 
@@ -261,6 +266,12 @@ def plan_chain(
         transient: also require that a recompute region fits its running boundaries
             (docs/theory.md §2, "transient term"); False = exactly the reference model.
             A bool.
+        options: the two-level planner's level 1 (docs/theory.md): (stage, bytes, save)
+            per option of a stage, 0 <= save <= forward_cost[stage]. A one-stage region
+            at the top level may keep `bytes` more from its forward to its backward and
+            recompute for `save` less; the DP (planner="optimal") picks at most one
+            option per such region, and `Region.option` says which (options numbered
+            per stage in the order given).
 
     The lists are validated once into a `_C.Chain` shared by every C call; a long
     plan is interruptible with Ctrl-C (KeyboardInterrupt).
@@ -295,7 +306,8 @@ def plan_chain(
                 raise ValueError(f"{name}[{i}] must be >= 0 bytes, got {v}")
     live = _check_live(live_intervals, n)
     # One validated C chain, shared by every call below.
-    chain = _C.Chain(f, b, x, g, must_keep=mk, live_intervals=live)
+    chain = _C.Chain(f, b, x, g, must_keep=mk, live_intervals=live,
+                     options=None if not options else list(options))
     if live is None:
         store_all = store_all_bytes(x, g)
     else:

@@ -17,10 +17,11 @@ from torch import nn
 
 from .blocks import COST_MODELS, BlockChain, block_chain, regions_of_tree
 from .errors import BudgetError
-from .options import DISPATCH_COST, KeepItem, choose, items_for, top_kept_blocks, worth_keeping
+from .options import DISPATCH_COST, BlockOption, KeepItem, block_options
 from .plan import PLANNERS, Plan, format_bytes, parse_budget, plan_chain
 from .runtime.spec import RuntimePlan
 from .trace import Trace, trace_model
+from .tree import Node, Region
 
 Budget = Union[int, float, str]
 
@@ -128,42 +129,25 @@ class ModelPlan:
         return "\n".join(lines)
 
 
-#: Shares of the slack (budget minus the chain's minimum) that the two-level search
-#: gives up at the block level so that kept op outputs can use them.
-SLACK_SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-
-
-def _chain_plan(chain: BlockChain, budget: Budget | int, planner: str) -> Plan:
+def _chain_plan(chain: BlockChain, budget: Budget | int, planner: str,
+                options: list[BlockOption] | None = None) -> Plan:
     return plan_chain(list(chain.forward_cost), list(chain.backward_cost),
                       list(chain.input_bytes), list(chain.saved_bytes), budget,
                       planner=planner, must_keep=list(chain.must_keep), transient=True,
-                      live_intervals=list(chain.live_intervals) or None)
+                      live_intervals=list(chain.live_intervals) or None,
+                      options=[(o.stage, o.nbytes, o.save) for o in options or ()] or None)
 
 
-def _two_level(trace: Trace, chain: BlockChain, budget_bytes: int, weight: float,
-               base: Plan, costs: list[float] | None, per_op: float
-               ) -> tuple[Plan, list[KeepItem], float]:
-    """The chain plan and kept op outputs with the least total cost within the budget."""
-    best: tuple[float, Plan, list[KeepItem], float] = (base.total_cost, base, [], 0.0)
-    try:
-        minimum = int(_chain_plan(chain, 0, "optimal").peak_bytes)
-    except BudgetError as e:
-        minimum = e.minimum_bytes
-    for share in SLACK_SHARES:
-        b = int(budget_bytes - share * max(0, budget_bytes - minimum))
-        try:
-            p = base if share == 0.0 else _chain_plan(chain, max(b, minimum), "optimal")
-        except BudgetError:
-            continue
-        if p.peak_bytes > budget_bytes:
-            continue
-        items = items_for(trace, chain, top_kept_blocks(p.tree), weight, costs)
-        kept = choose(items, budget_bytes - int(p.peak_bytes))
-        kept, net = worth_keeping(trace, chain, p.tree, kept, per_op)
-        total = p.total_cost - net
-        if total < best[0] - 1e-9 * max(1.0, abs(best[0])):
-            best = (total, p, kept, net)
-    return best[1], best[2], best[3]
+def _kept_items(tree: tuple[Node, ...], options: list[BlockOption]) -> list[KeepItem]:
+    """The op outputs kept by the options the plan's top-level regions chose."""
+    per_stage: dict[int, list[BlockOption]] = {}
+    for o in options:
+        per_stage.setdefault(o.stage, []).append(o)
+    out: list[KeepItem] = []
+    for node in tree:
+        if isinstance(node, Region) and node.option >= 0:
+            out.extend(per_stage[node.start][node.option].items)
+    return out
 
 
 def plan_trace(model: nn.Module, trace: Trace, budget: Budget, planner: str = "optimal",
@@ -211,14 +195,11 @@ def plan_trace(model: nn.Module, trace: Trace, budget: Budget, planner: str = "o
             continue
         kept: list[KeepItem] = []
         if keep_ops and planner == "optimal" and p.recompute_cost > 0:
-            target = int(p.budget_bytes)
-            p, kept, saved = _two_level(trace, chain, target, weight, p, costs,
-                                        DISPATCH_COST[cost_model])
-            p = replace(p, budget_bytes=target)
-            if kept:
-                p = replace(p, peak_bytes=int(p.peak_bytes) + sum(k.nbytes for k in kept),
-                            total_cost=p.total_cost - saved,
-                            recompute_cost=max(0.0, p.recompute_cost - saved))
+            # level 2 with level 1's options: the chain DP picks a keep set per block
+            opts = block_options(trace, chain, weight, costs, DISPATCH_COST[cost_model])
+            if opts:
+                p = _chain_plan(chain, int(p.budget_bytes), planner, opts)
+                kept = _kept_items(p.tree, opts)
         if best is None or p.total_cost < best[0] - 1e-9 * max(1.0, abs(best[0])):
             best = (p.total_cost, p, chain, kept)
     if best is None:

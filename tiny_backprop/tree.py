@@ -18,12 +18,15 @@ class Region:
     """Stages start..end-1 run without saving; only the region's input is held.
 
     On backward the region re-runs its forward, applying `children` (Keep or Region)
-    in order; the children cover start..end-1 exactly.
+    in order; the children cover start..end-1 exactly. `option` >= 0 (a one-stage
+    region at the top level only): the region keeps that option of its stage (chosen
+    op outputs held from its forward to its backward, `plan_chain(options=...)`).
     """
 
     start: int
     end: int
     children: tuple[Union[Keep, Region], ...]
+    option: int = -1
 
 
 Node = Union[Keep, Region]
@@ -48,7 +51,8 @@ def format_tree(nodes: tuple[Node, ...] | list[Node], indent: int = 0) -> str:
         if isinstance(n, Keep):
             lines.append(f"{pad}Keep({n.stage})")
         else:
-            lines.append(f"{pad}Region({n.start}, {n.end})")
+            opt = f", option={n.option}" if n.option >= 0 else ""
+            lines.append(f"{pad}Region({n.start}, {n.end}{opt})")
             if n.children:
                 lines.append(format_tree(n.children, indent + 1))
     return "\n".join(lines)

@@ -44,6 +44,7 @@ void tb_plan_tree_free(const tb_allocator *a, tb_plan_tree *tree)
     tb_free(a, tree->kind);
     tb_free(a, tree->start);
     tb_free(a, tree->end);
+    tb_free(a, tree->opt);
     memset(tree, 0, sizeof(*tree));
 }
 
@@ -60,29 +61,35 @@ static tb_status tree_reserve(const tb_allocator *a, tb_plan_tree *tree, size_t 
     uint8_t *kind = tb_malloc(a, cap * sizeof(uint8_t));
     int32_t *start = tb_malloc(a, cap * sizeof(int32_t));
     int32_t *end = tb_malloc(a, cap * sizeof(int32_t));
-    if (kind == NULL || start == NULL || end == NULL) {
+    int32_t *opt = tb_malloc(a, cap * sizeof(int32_t));
+    if (kind == NULL || start == NULL || end == NULL || opt == NULL) {
         tb_free(a, kind);
         tb_free(a, start);
         tb_free(a, end);
+        tb_free(a, opt);
         return TB_ERR_NOMEM;
     }
     if (tree->n_nodes) {
         memcpy(kind, tree->kind, tree->n_nodes * sizeof(uint8_t));
         memcpy(start, tree->start, tree->n_nodes * sizeof(int32_t));
         memcpy(end, tree->end, tree->n_nodes * sizeof(int32_t));
+        for (size_t j = 0; j < tree->n_nodes; j++)
+            opt[j] = tree->opt != NULL ? tree->opt[j] : -1;
     }
     tb_free(a, tree->kind);
     tb_free(a, tree->start);
     tb_free(a, tree->end);
+    tb_free(a, tree->opt);
     tree->kind = kind;
     tree->start = start;
     tree->end = end;
+    tree->opt = opt;
     tree->cap = cap;
     return TB_OK;
 }
 
-static tb_status tree_push(const tb_allocator *a, tb_plan_tree *tree, int kind, size_t start,
-                           size_t end)
+static tb_status tree_push_opt(const tb_allocator *a, tb_plan_tree *tree, int kind,
+                               size_t start, size_t end, int32_t opt)
 {
     tb_status st = tree_reserve(a, tree, tree->n_nodes + 1);
     if (st != TB_OK)
@@ -90,8 +97,15 @@ static tb_status tree_push(const tb_allocator *a, tb_plan_tree *tree, int kind, 
     tree->kind[tree->n_nodes] = (uint8_t)kind;
     tree->start[tree->n_nodes] = (int32_t)start;
     tree->end[tree->n_nodes] = (int32_t)end;
+    tree->opt[tree->n_nodes] = opt;
     tree->n_nodes++;
     return TB_OK;
+}
+
+static tb_status tree_push(const tb_allocator *a, tb_plan_tree *tree, int kind, size_t start,
+                           size_t end)
+{
+    return tree_push_opt(a, tree, kind, start, end, -1);
 }
 
 /* ---------------------------------------------------------------- chain checks */
@@ -141,7 +155,36 @@ tb_status tb_chain_check(const tb_chain *c)
         if (total > TB_MAX_BYTES)
             return TB_ERR_OVERFLOW;
     }
+    if (c->n_opt == 0)
+        return TB_OK;
+    if (c->opt_first == NULL || c->opt_bytes == NULL || c->opt_save == NULL ||
+        c->n_opt > TB_MAX_OPTIONS || c->opt_first[0] != 0 ||
+        (size_t)c->opt_first[c->n] != c->n_opt)
+        return TB_ERR_INVALID;
+    for (size_t i = 0; i < c->n; i++) {
+        if (c->opt_first[i + 1] < c->opt_first[i])
+            return TB_ERR_INVALID;
+        for (int32_t o = c->opt_first[i]; o < c->opt_first[i + 1]; o++) {
+            int64_t e = c->opt_bytes[o];
+            double r = c->opt_save[o];
+            if (e < 0 || !isfinite(r) || r < 0 || r > c->f[i])
+                return TB_ERR_INVALID;
+            if (e > TB_MAX_BYTES)
+                return TB_ERR_OVERFLOW;
+            total += e;
+            if (total > TB_MAX_BYTES)
+                return TB_ERR_OVERFLOW;
+        }
+    }
     return TB_OK;
+}
+
+/* Number of options of stage s (0 without options). */
+static size_t n_options(const tb_chain *c, size_t s)
+{
+    if (c->n_opt == 0)
+        return 0;
+    return (size_t)(c->opt_first[s + 1] - c->opt_first[s]);
 }
 
 int64_t tb_chain_new_bytes(const tb_chain *c, size_t s, size_t k)
@@ -245,7 +288,7 @@ tb_status tb_simulate_ex(const tb_allocator *a, const tb_stop *stop, const tb_ch
         if (s != fr->next || e - 1 > fr->t)
             goto done;
         if (tree->kind[j] == TB_NODE_KEEP) {
-            if (e != s + 1)
+            if (e != s + 1 || (tree->opt != NULL && tree->opt[j] != -1))
                 goto done;
             total += c->f[s] + c->b[s];
             if (s == fr->t) {
@@ -264,6 +307,16 @@ tb_status tb_simulate_ex(const tb_allocator *a, const tb_stop *stop, const tb_ch
                 if (is_must_keep(c, i))
                     goto done;
                 total += c->f[i];
+            }
+            int32_t o = tree->opt != NULL ? tree->opt[j] : -1;
+            if (o >= 0) { /* an option: top level, one stage, not the last */
+                if (depth != 1 || e != s + 1 || e >= c->n || (size_t)o >= n_options(c, s))
+                    goto done;
+                size_t oi = (size_t)c->opt_first[s] + (size_t)o;
+                fr->cur += c->opt_bytes[oi]; /* held from here until its backward */
+                total -= c->opt_save[oi];    /* its recomputation is cheaper */
+            } else if (o != -1) {
+                goto done;
             }
             int64_t held = fr->cur;
             int64_t tr = region_transient(c, s, e);
@@ -629,7 +682,7 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
         return TB_ERR_LIMIT;
 
     dp_rows R = {NULL, NULL, NULL, NULL};
-    size_t *hi = NULL, *G = NULL, *nk = NULL, *stk = NULL;
+    size_t *hi = NULL, *G = NULL, *nk = NULL, *stk = NULL, *OE = NULL;
     int64_t *D = new_bytes_table(a, c, &poll, &st); /* bytes, then slots (clamped to W) */
     int64_t *TR = D == NULL ? NULL : transient_table(a, c, D, &poll, &st); /* likewise */
     if (D == NULL || TR == NULL)
@@ -641,14 +694,19 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
     G = tb_malloc(a, n * sizeof(size_t));
     nk = next_must_keep(a, c);
     stk = tb_malloc(a, (3 * n + 3) * sizeof(size_t));
+    OE = tb_malloc(a, (c->n_opt ? c->n_opt : 1) * sizeof(size_t));
     if (R.lo == NULL || R.top == NULL || R.off == NULL || hi == NULL ||
-        G == NULL || nk == NULL || stk == NULL) {
+        G == NULL || nk == NULL || stk == NULL || OE == NULL) {
         st = TB_ERR_NOMEM;
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
         int64_t v = to_slots(c->g[i], unit, cap);
         G[i] = (size_t)v > W ? W : (size_t)v;
+    }
+    for (size_t o = 0; o < c->n_opt; o++) {
+        int64_t v = to_slots(c->opt_bytes[o], unit, cap);
+        OE[o] = (size_t)v > W ? W : (size_t)v;
     }
     for (size_t k = 1; k < n; k++) {
         if (poll_stop(&poll, k)) {
@@ -690,6 +748,25 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
                         lk = tk;
                     if (tk > hk)
                         hk = tk;
+                    if (lk < l)
+                        l = lk;
+                    if (hk > h)
+                        h = hk;
+                }
+                /* top level: region [s, s+1) keeping option o's bytes */
+                size_t no = t == n - 1 && s < nk[s] ? n_options(c, s) : 0;
+                size_t ra = tri(s + 1, t), rb = tri(s, s), dk = (size_t)D[tri(s, s + 1)];
+                size_t tk = (size_t)TR[tri(s, s + 1)];
+                for (size_t q = 0; q < no; q++) {
+                    size_t E = OE[(size_t)c->opt_first[s] + q];
+                    size_t lk = sat_add(sat_add(dk, E, W), R.lo[ra], W);
+                    size_t hk = sat_add(sat_add(dk, E, W), hi[ra], W);
+                    size_t lb = sat_add(R.lo[rb], E, W), hb = sat_add(hi[rb], E, W);
+                    size_t te = sat_add(tk, E, W);
+                    lk = lk > lb ? lk : lb;
+                    lk = lk > te ? lk : te;
+                    hk = hk > hb ? hk : hb;
+                    hk = hk > te ? hk : te;
                     if (lk < l)
                         l = lk;
                     if (hk > h)
@@ -769,6 +846,25 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
                     goto done;
                 }
             }
+            /* top level: region [s, s+1) keeping option o's bytes */
+            size_t no = t == n - 1 && s < nk[s] ? n_options(c, s) : 0;
+            size_t ra = tri(s + 1, t), rb = tri(s, s), dk = (size_t)D[tri(s, s + 1)];
+            for (size_t q = 0; q < no && R.lo[ra] < W && R.lo[rb] < W; q++) {
+                size_t oi = (size_t)c->opt_first[s] + q, E = OE[oi];
+                size_t shift = dk + E, m0 = shift + R.lo[ra];
+                if (R.lo[rb] + E > m0)
+                    m0 = R.lo[rb] + E;
+                if ((size_t)TR[tri(s, s + 1)] + E > m0)
+                    m0 = (size_t)TR[tri(s, s + 1)] + E;
+                if (m0 > rtop)
+                    continue;
+                double Fo = c->f[s] + (c->f[s] - c->opt_save[oi] + c->b[s]);
+                dp_relax(&R, row, rlo, m0, rtop, Fo, ra, shift, SIZE_MAX);
+                if (poll_stop(&poll, rtop - m0 + 1)) {
+                    st = TB_ERR_INTERRUPTED;
+                    goto done;
+                }
+            }
         }
     }
 
@@ -811,6 +907,32 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
                         bk = k;
                     }
                 }
+                size_t no = t == n - 1 && s < nk[s] ? n_options(c, s) : 0, bq = SIZE_MAX;
+                for (size_t q = 0; q < no; q++) {
+                    size_t oi = (size_t)c->opt_first[s] + q, E = OE[oi];
+                    size_t dk = (size_t)D[tri(s, s + 1)];
+                    if (m < dk + E || m < (size_t)TR[tri(s, s + 1)] + E ||
+                        m < R.lo[tri(s, s)] + E)
+                        continue;
+                    double v = c->f[s] + (c->f[s] - c->opt_save[oi] + c->b[s]) +
+                               dp_get(&R, tri(s + 1, t), m - dk - E);
+                    if (v < bv) {
+                        bv = v;
+                        bq = q;
+                    }
+                }
+                if (bq != SIZE_MAX) {
+                    size_t E = OE[(size_t)c->opt_first[s] + bq];
+                    st = tree_push_opt(a, tree, TB_NODE_REGION, s, s + 1, (int32_t)bq);
+                    if (st != TB_OK)
+                        goto done;
+                    stk[sp++] = s + 1;
+                    stk[sp++] = t;
+                    stk[sp++] = m - (size_t)D[tri(s, s + 1)] - E;
+                    t = s;
+                    m -= E;
+                    continue;
+                }
                 if (bv == TB_INF) {
                     st = TB_ERR_STATE; /* cannot happen: the state was feasible */
                     goto done;
@@ -845,6 +967,7 @@ done:
     tb_free(a, G);
     tb_free(a, nk);
     tb_free(a, stk);
+    tb_free(a, OE);
     return st;
 }
 

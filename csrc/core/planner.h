@@ -26,6 +26,18 @@
  * TB_NODE_REGION), start[j] and end[j] (a Keep of stage i has start i, end i+1).
  * A Region's children follow it directly and cover start..end-1 exactly, in order;
  * the top-level nodes cover 0..L-1.
+ *
+ * Options (the two-level planner's level 1, chain.n_opt > 0): stage s may have options
+ * o, each (e = opt_bytes, r = opt_save): when s is a region of its own at the top level
+ * ([s, s+1) with t = L-1, s < L-1), the region may keep e bytes of s's op outputs from
+ * its forward until its backward, and its recomputation then costs f[s] - r. Exactly:
+ *   region [s,s+1) with option o:  f[s] + opt(s+1, L-1, m - d(s,s+1) - e)
+ *                                  + (f[s] - r + b[s])   if m - e >= tr(s,s+1) and
+ *                                                        m - e >= g[s] + d(s,s+1)
+ * (the kept bytes count as held through the rest of the chain and the recomputation).
+ * Only the top level has options: inside a recomputation every region is plain, so
+ * rows opt(s, t, m) with t < L-1 are the plain model's. The tree node of such a region
+ * carries o (tree.opt); the simulator adds e to the bytes held from the region's start.
  */
 #ifndef TB_PLANNER_H
 #define TB_PLANNER_H
@@ -60,15 +72,24 @@ typedef struct tb_chain {
     size_t n_live;            /* number of live intervals (0: plain chain) */
     const int64_t *live;      /* 3 * n_live entries: j, u, bytes */
     int transient;            /* nonzero: regions also need m >= tr(s,k) (see above) */
+    /* Options of single-stage top-level regions (n_opt == 0: none; see "Options" above).
+     * opt_first has n + 1 entries (0 = opt_first[0] <= ... <= opt_first[n] = n_opt);
+     * stage s's options are opt_first[s] .. opt_first[s+1]-1, numbered 0.. within s. */
+    size_t n_opt;
+    const int32_t *opt_first;
+    const int64_t *opt_bytes; /* n_opt entries, in [0, TB_MAX_BYTES] */
+    const double *opt_save;   /* n_opt entries, finite, 0 <= opt_save <= f[s] */
 } tb_chain;
 
-/* A flat preorder plan tree (owned: free with tb_plan_tree_free). */
+/* A flat preorder plan tree (owned: free with tb_plan_tree_free). opt[j] is the
+ * option of node j (-1: none); opt may be NULL (no node has one). */
 typedef struct tb_plan_tree {
     size_t n_nodes;
     size_t cap;
     uint8_t *kind;
     int32_t *start;
     int32_t *end;
+    int32_t *opt;
 } tb_plan_tree;
 
 void tb_plan_tree_free(const tb_allocator *a, tb_plan_tree *tree);
@@ -77,6 +98,8 @@ void tb_plan_tree_free(const tb_allocator *a, tb_plan_tree *tree);
 #define TB_MAX_STAGES 100000
 /* Largest number of live intervals accepted. */
 #define TB_MAX_LIVE 100000000
+/* Largest number of options accepted. */
+#define TB_MAX_OPTIONS 10000000
 /* d(s, k) of the model (0 <= s < k <= n-1), in bytes. O(n_live) with intervals. */
 int64_t tb_chain_new_bytes(const tb_chain *c, size_t s, size_t k);
 
@@ -93,7 +116,8 @@ int64_t tb_chain_transient_bytes(const tb_chain *c, size_t s, size_t k);
  * feasible budget is never reported infeasible because a sum overflowed to inf. */
 double tb_max_cost_sum(size_t n);
 
-/* Validates a chain: n >= 1, costs finite >= 0 with a sum <= tb_max_cost_sum(n)
+/* Validates a chain: n >= 1, options as documented in tb_chain (TB_ERR_INVALID;
+ * option bytes count in the byte total), costs finite >= 0 with a sum <= tb_max_cost_sum(n)
  * (TB_ERR_OVERFLOW otherwise), sizes in [0, TB_MAX_BYTES], and the sum of all sizes
  * (interval bytes included) <= TB_MAX_BYTES; intervals with 0 <= j < u <= n-1
  * (TB_ERR_RANGE otherwise), at most TB_MAX_LIVE of them.
