@@ -17,7 +17,16 @@ from torch import nn
 
 from .blocks import COST_MODELS, BlockChain, block_chain, regions_of_tree
 from .errors import BudgetError
-from .options import DISPATCH_COST, BlockOption, KeepItem, block_options
+from .options import (
+    DISPATCH_COST,
+    BlockOption,
+    KeepItem,
+    block_options,
+    choose,
+    items_for,
+    top_kept_blocks,
+    worth_keeping,
+)
 from .plan import PLANNERS, Plan, format_bytes, parse_budget, plan_chain
 from .runtime.spec import RuntimePlan
 from .trace import Trace, trace_model
@@ -138,6 +147,46 @@ def _chain_plan(chain: BlockChain, budget: Budget | int, planner: str,
                       options=[(o.stage, o.nbytes, o.save) for o in options or ()] or None)
 
 
+#: Shares of the slack (budget minus the chain's minimum) that the keep-set search
+#: gives up at the block level so that kept op outputs can use them.
+SLACK_SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def _slack_search(trace: Trace, chain: BlockChain, budget_bytes: int, weight: float,
+                  base: Plan, costs: list[float] | None, per_op: float
+                  ) -> tuple[Plan, list[KeepItem]]:
+    """The second candidate of level 2, for regions over several blocks (the DP's
+    options cover one-block regions): chain plans at budgets lowered by shares of the
+    slack, the bytes left spent on kept op outputs of every block the top-level regions
+    recompute (one exact knapsack over all of them). Its peak counts every kept byte as
+    held at once; returns the cheapest (plan, kept) found."""
+    best: tuple[float, Plan, list[KeepItem], float] = (base.total_cost, base, [], 0.0)
+    try:
+        minimum = int(_chain_plan(chain, 0, "optimal").peak_bytes)
+    except BudgetError as e:
+        minimum = e.minimum_bytes
+    for share in SLACK_SHARES:
+        b = int(budget_bytes - share * max(0, budget_bytes - minimum))
+        try:
+            p = base if share == 0.0 else _chain_plan(chain, max(b, minimum), "optimal")
+        except BudgetError:
+            continue
+        if p.peak_bytes > budget_bytes:
+            continue
+        items = items_for(trace, chain, top_kept_blocks(p.tree), weight, costs)
+        kept = choose(items, budget_bytes - int(p.peak_bytes))
+        kept, net = worth_keeping(trace, chain, p.tree, kept, per_op)
+        total = p.total_cost - net
+        if total < best[0] - 1e-9 * max(1.0, abs(best[0])):
+            best = (total, p, kept, net)
+    _, p, kept, net = best
+    if kept:
+        p = replace(p, peak_bytes=int(p.peak_bytes) + sum(k.nbytes for k in kept),
+                    total_cost=p.total_cost - net,
+                    recompute_cost=max(0.0, p.recompute_cost - net))
+    return p, kept
+
+
 def _kept_items(tree: tuple[Node, ...], options: list[BlockOption]) -> list[KeepItem]:
     """The op outputs kept by the options the plan's top-level regions chose."""
     per_stage: dict[int, list[BlockOption]] = {}
@@ -196,10 +245,15 @@ def plan_trace(model: nn.Module, trace: Trace, budget: Budget, planner: str = "o
         kept: list[KeepItem] = []
         if keep_ops and planner == "optimal" and p.recompute_cost > 0:
             # level 2 with level 1's options: the chain DP picks a keep set per block
+            target, plain_plan = int(p.budget_bytes), p
             opts = block_options(trace, chain, weight, costs, DISPATCH_COST[cost_model])
             if opts:
-                p = _chain_plan(chain, int(p.budget_bytes), planner, opts)
+                p = _chain_plan(chain, target, planner, opts)
                 kept = _kept_items(p.tree, opts)
+            alt, alt_kept = _slack_search(trace, chain, target, weight, plain_plan, costs,
+                                          DISPATCH_COST[cost_model])
+            if alt.total_cost < p.total_cost - 1e-9 * max(1.0, abs(p.total_cost)):
+                p, kept = replace(alt, budget_bytes=target), alt_kept
         if best is None or p.total_cost < best[0] - 1e-9 * max(1.0, abs(best[0])):
             best = (p.total_cost, p, chain, kept)
     if best is None:
