@@ -7,13 +7,11 @@ the region is recomputed. Ops with a large cost per byte (matmuls: q, k, v, the 
 projections) are the ones worth keeping; softmax, dropout and GELU outputs are large and
 cheap.
 
-`plan_with_kept_ops` is a two-level planner: the C chain DP over blocks at a budget lowered
-by a share of the slack, then the bytes left up to the budget spent on kept op outputs
-of the blocks recomputed by top-level regions (an exact 0/1 knapsack in C over all such
-ops: most recompute cost saved within the bytes left), keeping the combination with the
-least total cost.
-Its predicted peak is the chain plan's peak plus every kept byte (all held at once at
-most), so it never exceeds the budget.
+Level 1 of the two-level planner lives here: `block_options` gives each block stage a
+Pareto set of keep sets (bytes held, recompute cost saved), from exact 0/1 knapsacks in
+C (`choose`); the C chain DP (level 2, `plan_chain(options=...)`) picks one per
+one-block region at the top level. `items_for` / `worth_keeping` serve the second
+candidate (`planning._slack_search`) for regions over several blocks.
 """
 
 from __future__ import annotations
