@@ -95,14 +95,18 @@ def measure(trace: Trace, cache: CostCache | None = None) -> list[float]:
     Signatures without a FLOP formula (elementwise, softmax, norms, dropout: where FLOPs
     mislead) are timed once each, smallest first, up to `NAME_SAMPLES` per op name and
     `TIME_BUDGET_S` seconds in all; the others cost their elements at their name's
-    measured per-element rate. Of the FLOP-counted ones, the `FLOP_SAMPLES` smallest are
-    timed to calibrate the FLOP rate and all cost FLOPs / rate.
+    measured per-element rate, except ops that write no memory (views): those cost their
+    name's median timed call at any size. Of the FLOP-counted ones, the `FLOP_SAMPLES`
+    smallest are timed to calibrate the FLOP rate and all cost FLOPs / rate.
     """
     cache = cache if cache is not None else CostCache()
     flops_of: dict[int, int] = {}
     elements: dict[int, int] = {}
     names: dict[int, str] = {}
+    writes: set[int] = set()  # signatures that write memory (not views / metadata only)
     for op in trace.ops:
+        if op.sig >= 0 and (op.out_bytes > 0 or op.self_write_bytes > 0):
+            writes.add(op.sig)
         if op.sig < 0:
             continue
         names[op.sig] = op.name
@@ -137,10 +141,17 @@ def measure(trace: Trace, cache: CostCache | None = None) -> list[float]:
     timed = [i for i in by_flops if i in per_sig and per_sig[i] > 0]
     rate = (sum(flops_of[i] for i in timed) / sum(per_sig[i] for i in timed)) if timed else 1e10
     per_elem: dict[str, list[float]] = {}
+    per_call: dict[str, list[float]] = {}
     for i, sec in per_sig.items():
-        if i not in flops_of and elements.get(i):
+        if i in flops_of:
+            continue
+        if i not in writes:  # a view costs the same at any size
+            per_call.setdefault(names[i], []).append(sec)
+        elif elements.get(i):
             per_elem.setdefault(names[i], []).append(sec / elements[i])
     name_rate = {n: statistics.median(v) for n, v in per_elem.items()}
+    name_call = {n: statistics.median(v) for n, v in per_call.items()}
+    call = statistics.median([t for v in per_call.values() for t in v] or [0.0])
     elem = statistics.median([r for v in per_elem.values() for r in v] or [1e-9])
     if failed:
         logger.info("tiny_backprop: %d op signatures could not be timed, costed from FLOPs "
@@ -152,6 +163,8 @@ def measure(trace: Trace, cache: CostCache | None = None) -> list[float]:
             out.append(op.flops / rate)
         elif op.sig in per_sig:
             out.append(per_sig[op.sig])
+        elif op.out_bytes <= 0 and op.self_write_bytes <= 0:
+            out.append(name_call.get(op.name, call))
         else:
             out.append(name_rate.get(op.name, elem) * op.elements)
     return out
