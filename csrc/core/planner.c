@@ -648,6 +648,18 @@ static size_t sat_add(size_t a, size_t b, size_t cap)
     return a >= cap || b >= cap || a + b >= cap ? cap : a + b;
 }
 
+/* Least memory (slots, saturated at W) at which the top-level region [s, s+1) can take
+ * an option of E slots: the rest of the chain (row ra, after d(s,s+1) = dk and E), the
+ * stage's recomputation (row rb) and its transient tk, each with E held. */
+static size_t option_floor(const dp_rows *R, size_t ra, size_t rb, size_t dk, size_t tk,
+                           size_t E, size_t W)
+{
+    size_t m0 = sat_add(sat_add(dk, E, W), R->lo[ra], W);
+    size_t lb = sat_add(R->lo[rb], E, W), te = sat_add(tk, E, W);
+    m0 = m0 > lb ? m0 : lb;
+    return m0 > te ? m0 : te;
+}
+
 tb_status tb_plan_optimal(const tb_allocator *a, const tb_chain *c, int64_t budget,
                           int64_t slots, double *cost, tb_plan_tree *tree)
 {
@@ -759,12 +771,9 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
                 size_t tk = (size_t)TR[tri(s, s + 1)];
                 for (size_t q = 0; q < no; q++) {
                     size_t E = OE[(size_t)c->opt_first[s] + q];
-                    size_t lk = sat_add(sat_add(dk, E, W), R.lo[ra], W);
+                    size_t lk = option_floor(&R, ra, rb, dk, tk, E, W);
                     size_t hk = sat_add(sat_add(dk, E, W), hi[ra], W);
-                    size_t lb = sat_add(R.lo[rb], E, W), hb = sat_add(hi[rb], E, W);
-                    size_t te = sat_add(tk, E, W);
-                    lk = lk > lb ? lk : lb;
-                    lk = lk > te ? lk : te;
+                    size_t hb = sat_add(hi[rb], E, W), te = sat_add(tk, E, W);
                     hk = hk > hb ? hk : hb;
                     hk = hk > te ? hk : te;
                     if (lk < l)
@@ -850,12 +859,8 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
             size_t no = t == n - 1 && s < nk[s] ? n_options(c, s) : 0;
             size_t ra = tri(s + 1, t), rb = tri(s, s), dk = (size_t)D[tri(s, s + 1)];
             for (size_t q = 0; q < no && R.lo[ra] < W && R.lo[rb] < W; q++) {
-                size_t oi = (size_t)c->opt_first[s] + q, E = OE[oi];
-                size_t shift = dk + E, m0 = shift + R.lo[ra];
-                if (R.lo[rb] + E > m0)
-                    m0 = R.lo[rb] + E;
-                if ((size_t)TR[tri(s, s + 1)] + E > m0)
-                    m0 = (size_t)TR[tri(s, s + 1)] + E;
+                size_t oi = (size_t)c->opt_first[s] + q, E = OE[oi], shift = dk + E;
+                size_t m0 = option_floor(&R, ra, rb, dk, (size_t)TR[tri(s, s + 1)], E, W);
                 if (m0 > rtop)
                     continue;
                 double Fo = c->f[s] + (c->f[s] - c->opt_save[oi] + c->b[s]);
@@ -911,8 +916,8 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
                 for (size_t q = 0; q < no; q++) {
                     size_t oi = (size_t)c->opt_first[s] + q, E = OE[oi];
                     size_t dk = (size_t)D[tri(s, s + 1)];
-                    if (m < dk + E || m < (size_t)TR[tri(s, s + 1)] + E ||
-                        m < R.lo[tri(s, s)] + E)
+                    if (m < option_floor(&R, tri(s + 1, t), tri(s, s), dk,
+                                         (size_t)TR[tri(s, s + 1)], E, W))
                         continue;
                     double v = c->f[s] + (c->f[s] - c->opt_save[oi] + c->b[s]) +
                                dp_get(&R, tri(s + 1, t), m - dk - E);
