@@ -462,3 +462,51 @@ def test_step_stats_count_each_unpack_once() -> None:
         loss_of(hc(*w.args)).backward()
     s = hc.last_step_stats()
     assert s.n_recomputes > 0 and s.n_unpacks == s.n_packs, s
+
+
+def test_kept_dropout_mask_is_held_as_bool_and_served_exactly() -> None:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from tiny_backprop.options import kept_bytes
+    from tiny_backprop.runtime.accounting import Tracker
+    from tiny_backprop.runtime.keep_ops import _KeepOpsMode
+    from tiny_backprop.trace import trace_model
+
+    class Drop(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.dropout(x, 0.3, training=True) * 2
+
+    class Frame:  # what _KeepOpsMode reads of a frame
+        def __init__(self, tracker: Tracker) -> None:
+            from tiny_backprop.runtime.keep_ops import OpStore
+            self.spec = RegionSpec(calls=(CallRef(""),),
+                                   keep_ops=frozenset({("aten.bernoulli_", 0)}))
+            self.ops = OpStore(tracker)
+            self.op_counts_store: dict = {}
+            self.op_counts_serve: dict = {}
+            self.cuda_devices: set = set()
+
+    x = torch.randn(64, 128)
+    tracker = Tracker()
+    frame = Frame(tracker)
+    torch.manual_seed(1)
+    with _KeepOpsMode(frame, serve=False):
+        first = Drop()(x)
+    assert tracker.acct.live_bytes == x.numel()  # 1 byte per element, not 4
+    seen: list[str] = []
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            seen.append(str(func.overloadpacket))
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(99)  # a different stream: the served mask must not depend on it
+    with Count(), _KeepOpsMode(frame, serve=True):
+        again = Drop()(x)
+    assert torch.equal(first, again)
+    assert tracker.acct.live_bytes == 0
+    assert "aten.bernoulli_" not in seen and "aten.copy_" in seen  # served, not drawn
+    # the planner counts the same bytes for the op
+    tr = trace_model(Drop(), (x,), {})
+    (op,) = [o for o in tr.ops if o.name == "aten.bernoulli_"]
+    assert kept_bytes(op) == x.numel()

@@ -14,12 +14,26 @@ from dataclasses import dataclass
 from torch import nn
 
 from .runtime.spec import CallRef, RegionSpec, RuntimePlan
-from .trace.types import CallRecord, Trace
+from .trace.types import CallRecord, OpRecord, Trace
 from .tree import Keep, Node, Region
 
 #: FLOP-equivalents charged per output element of an op without a FLOP formula
 #: ("measured": op times in seconds on the device, `tiny_backprop.costs`).
 COST_MODELS = {"flops": 1.0, "elements10": 10.0, "measured": 0.0}
+
+#: FLOP-equivalents per element of an op that draws random numbers (a dropout mask's
+#: ``bernoulli_``). Measured 2026-12-02 (CPU, torch 2.13.0, 1 thread, `costs.measure` on
+#: zoo gpt2 medium): ``bernoulli_`` of 1,048,576 elements 5.10 ms, the block's qkv
+#: ``addmm`` (403 MFLOP) 5.34 ms, so ~385 FLOP-equivalents per element.
+RANDOM_ELEMENT_FLOPS = 400.0
+
+
+def flop_cost(op: OpRecord, weight: float) -> float:
+    """Cost of one op in FLOP-equivalents: its FLOPs; a random op `RANDOM_ELEMENT_FLOPS`
+    per output element; any other op without a FLOP formula `weight` per element."""
+    if op.random:
+        return RANDOM_ELEMENT_FLOPS * op.elements
+    return float(op.flops) if op.flops else weight * op.elements
 
 
 @dataclass(frozen=True)
@@ -154,8 +168,7 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
     cost = [0.0] * (n + 2)
     for op in trace.ops:
         cost[stage_at(op.call, op.index)] += (
-            op_costs[op.index] if op_costs is not None
-            else op.flops if op.flops else weight * op.elements)
+            op_costs[op.index] if op_costs is not None else flop_cost(op, weight))
     # block inputs (and the last block's outputs) are the chain's boundaries; every other
     # saved storage is charged once, to the stage whose op saved it (code between blocks
     # to pre, code after the last block to post), a skip connection saved between blocks
@@ -184,8 +197,7 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
                 kids[k + 1] = tuple(chosen)
                 saved[k + 1] = g
                 back[k + 1] += sum(
-                    op_costs[op.index] if op_costs is not None
-                    else op.flops if op.flops else weight * op.elements
+                    op_costs[op.index] if op_costs is not None else flop_cost(op, weight)
                     for ch in chosen for op in trace.ops[ch.first_op:ch.end_op])
     x = [trace.input_bytes] + [sum(c.input_keys.values()) for c in calls]
     x.append(sum(calls[-1].output_keys.values()) if calls else trace.output_bytes)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .blocks import BlockChain
+from .blocks import BlockChain, flop_cost
+from .runtime.keep_ops import MASK_OPS
 from .trace.types import CallRecord, OpRecord, Trace
 from .tree import Keep, Node, Region
 
@@ -35,7 +36,17 @@ class KeepItem:
 
 def op_cost(op: OpRecord, element_weight: float) -> float:
     """Cost of one op in FLOP-equivalents (the chain's unit)."""
-    return float(op.flops) if op.flops else element_weight * op.elements
+    return flop_cost(op, element_weight)
+
+
+def kept_bytes(op: OpRecord) -> int:
+    """Bytes the keep policy holds for `op`'s output: a 0/1 draw (`MASK_OPS`) as bool,
+    one byte per element; otherwise its new storages (or, in place, its first
+    argument's)."""
+    nbytes = op.self_write_bytes if op.inplace else op.out_bytes
+    if op.name in MASK_OPS and nbytes > 0:
+        return min(nbytes, op.elements)
+    return nbytes
 
 
 def keepable(trace: Trace, call: CallRecord, element_weight: float,
@@ -49,7 +60,7 @@ def keepable(trace: Trace, call: CallRecord, element_weight: float,
     for op in trace.ops[call.first_op:call.end_op]:
         if any(c.first_op <= op.index < c.end_op for c in skip):
             continue
-        nbytes = op.self_write_bytes if op.inplace else op.out_bytes
+        nbytes = kept_bytes(op)
         if op.data_dependent or nbytes <= 0:
             continue
         c = op_cost(op, element_weight) if costs is None else costs[op.index]

@@ -6,7 +6,9 @@ the region is recomputed, `KeepOps(frame, serve=True)` hands those outputs back 
 of computing them again (an op writing its first argument in place, such as the
 ``bernoulli_`` that draws a dropout mask, keeps a copy of the result and writes it back).
 A kept random op also stores the RNG state after it, restored
-when it is served, so the ops after it draw the same numbers. A served output is used
+when it is served, so the ops after it draw the same numbers. A Bernoulli draw (the
+dropout mask) is all zeros and ones, so it is kept as a bool tensor (1 byte per
+element) and converted back exactly when served. A served output is used
 only if the op's arguments have the shapes and dtypes they had in forward; otherwise the
 op is computed (the result is the same, only slower).
 """
@@ -30,6 +32,29 @@ def _signature(args: Any, kwargs: Any) -> tuple:
                  for v in pytree.tree_leaves((args, kwargs)))
 
 
+#: Ops whose outputs are only 0 and 1: kept as bool, converted back to their dtype.
+MASK_OPS = frozenset({"aten.bernoulli_", "aten.bernoulli"})
+
+
+def _as_mask(v: Any) -> Any:
+    if isinstance(v, torch.Tensor) and v.dtype != torch.bool and not v.is_complex():
+        return _Mask(v.detach().to(torch.bool), v.dtype)
+    return v
+
+
+class _Mask:
+    """A 0/1 tensor kept as bool, with the dtype to convert it back to."""
+
+    __slots__ = ("bits", "dtype")
+
+    def __init__(self, bits: torch.Tensor, dtype: torch.dtype) -> None:
+        self.bits = bits
+        self.dtype = dtype
+
+    def value(self) -> torch.Tensor:
+        return self.bits.to(self.dtype)
+
+
 class OpStore:
     """Kept op outputs of one frame: key -> (argument signature, outputs, RNG, holds)."""
 
@@ -40,8 +65,9 @@ class OpStore:
     def put(self, key: tuple[str, int], sig: tuple, out: Any, rng: Any) -> None:
         detached = pytree.tree_map(
             lambda v: v.detach() if isinstance(v, torch.Tensor) else v, out)
-        holds = [self.tracker.hold(v) for v in pytree.tree_leaves(detached)
-                 if isinstance(v, torch.Tensor)]
+        holds = [self.tracker.hold(v.bits if isinstance(v, _Mask) else v)
+                 for v in pytree.tree_leaves(detached)
+                 if isinstance(v, (torch.Tensor, _Mask))]
         self.items[key] = (sig, detached, rng, holds)
 
     def take(self, key: tuple[str, int], sig: tuple) -> tuple[bool, Any, Any]:
@@ -106,12 +132,15 @@ class _KeepOpsMode(TorchDispatchMode):
                     for d, s in rng[1]:
                         torch.cuda.set_rng_state(s, d)
                 if in_place:  # write the kept result where the op would have
-                    args[0].copy_(out)
+                    args[0].copy_(out.bits if isinstance(out, _Mask) else out)
                     return args[0]
-                return out
+                return out.value() if isinstance(out, _Mask) else out
             return func(*args, **kwargs)
         out = func(*args, **kwargs)
-        kept = args[0].clone() if in_place else out
+        if name in MASK_OPS:  # bool bits (a new tensor): no float copy first
+            kept = _as_mask(args[0] if in_place else out)
+        else:
+            kept = args[0].clone() if in_place else out
         self.frame.ops.put(key, sig, kept, _rng_after(devices) if random else None)
         return out
 

@@ -133,9 +133,3 @@ class Trace:
     def calls_of(self, path: str) -> list[CallRecord]:
         """The calls of one module, in order."""
         return [c for c in self.calls if c.path == path]
-
-    def flops_in(self, call: CallRecord, element_weight: float = 1.0) -> float:
-        """Cost of the ops inside `call`: FLOPs plus `element_weight` per output element
-        of ops without a FLOP formula (FLOP-equivalents)."""
-        return sum(op.flops if op.flops else element_weight * op.elements
-                   for op in self.ops[call.first_op:call.end_op])
