@@ -57,7 +57,9 @@ def run_steps(model: nn.Module, make_inputs: Callable[[int], tuple[tuple, dict]]
               prepare: Callable[[nn.Module, int], None] | None = None, **hc_kwargs: Any
               ) -> tuple[list[torch.Tensor], Any, torch.Tensor]:
     """AdamW steps of `model` (wrapped in HCModule when `wrap`); returns the losses, the
-    HCModule (or None) and the RNG state after the steps."""
+    HCModule (or None) and the RNG state after the steps. Plans on FLOP costs unless
+    `hc_kwargs` says otherwise (the same plan on every run)."""
+    hc_kwargs.setdefault("cost_model", "flops")
     runner: nn.Module = HCModule(model, budget, **hc_kwargs) if wrap else model
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     torch.manual_seed(seed)

@@ -76,6 +76,9 @@ def _fsdp_worker(rank: int, world: int, port: int, out_dir: str, shard_blocks: b
                      **{k: p.grad.full_tensor() for k, p in w.model.named_parameters()}}
         if wrap:
             out["regions"] = len(fn.plan.regions.regions)
+            # measured costs (the default): every rank must plan on the same ones
+            with open(os.path.join(out_dir, f"plan{rank}.txt"), "w") as f:
+                f.write(repr((fn.plan.tree, fn.plan.chain.forward_cost)))
     if rank == 0:
         torch.save(out, os.path.join(out_dir, "fsdp.pt"))
     dist.barrier()  # no rank tears gloo down while its peer still talks to it
@@ -117,6 +120,7 @@ def test_fsdp2_fully_shard_same_loss_and_grads(tmp_path, shard_blocks) -> None:
     _spawn_retry(_fsdp_worker, (2, str(tmp_path), shard_blocks))
     got = torch.load(tmp_path / "fsdp.pt")
     assert got["regions"] > 0
+    assert (tmp_path / "plan0.txt").read_text() == (tmp_path / "plan1.txt").read_text()
     plain, tiny = got[False], got[True]
     assert plain.keys() == tiny.keys()
     for k in plain:

@@ -70,10 +70,12 @@ class HCModule(nn.Module):
             (a Python hook per saved tensor). When False (the default) only packs,
             unpacks and recomputations inside regions are counted, and a plan with no
             region runs the plain forward. May be changed between steps.
-        cost_model: how ops are costed for planning: "flops" (FLOPs, 1 per output
-            element for ops without a FLOP formula; deterministic), "elements10" (10 per
-            element) or "measured" (seconds on the device: FLOP-free ops timed, matmuls
-            at a calibrated FLOP rate; see `tiny_backprop.costs`).
+        cost_model: how ops are costed for planning: "measured" (the default: seconds
+            on the device, each distinct FLOP-free op timed once on real tensors of its
+            shapes, matmuls at a calibrated FLOP rate; under torch.distributed the ranks
+            plan on their mean; see `tiny_backprop.costs`), "flops" (FLOPs, 400 per
+            element for random ops, 1 per output element for other ops without a FLOP
+            formula; deterministic, no timing) or "elements10" (10 per element).
         cost_cache: with ``cost_model="measured"``, a JSON file keeping the op times
             across processes (None: kept in memory for this HCModule only).
         max_plans: input signatures whose plans are kept (LRU).
@@ -95,7 +97,7 @@ class HCModule(nn.Module):
     """
 
     def __init__(self, model: nn.Module, budget: Budget, *, planner: str = "optimal",
-                 track_memory: bool = False, cost_model: str = "flops",
+                 track_memory: bool = False, cost_model: str = "measured",
                  max_plans: int = DEFAULT_MAX_PLANS, optimizer: Any = None,
                  reserve: int | None = None, cost_cache: Any = None) -> None:
         if not isinstance(model, nn.Module):
