@@ -3,15 +3,17 @@
     python -m experiments.pareto --workloads gpt2_medium hf_gpt2 --rounds 2 --out results/pareto
     python -m experiments.pareto --dry-run
 
-Each point (workload x mode) runs in its own process (``python -m experiments.pareto
---worker ...``) with MALLOC_MMAP_THRESHOLD_=65536 and one torch thread; rounds are
-interleaved (every point once per round, in a shuffled order) and the figures are
-medians over rounds. Memory = peak RSS growth of a steady step over the RSS before it
-(the kernel's VmHWM, reset before each step: no sampler); time = median of the measured
-steps after warm-up. Modes: naive, checkpoint (torch.utils.checkpoint per block,
+Each point (workload x mode) runs in its own processes (``python -m experiments.pareto
+--worker ...``, one torch thread): memory in one with MALLOC_MMAP_THRESHOLD_=65536, time
+in a second with glibc's default allocator (``--time-with-threshold``: both in the
+first); rounds are interleaved (every point once per round, in a shuffled order) and the
+figures are medians over rounds. Memory = peak RSS growth of a steady step over the RSS
+before it (the kernel's VmHWM, reset before each step: no sampler); time = median of the
+measured steps after warm-up. Modes: naive, checkpoint (torch.utils.checkpoint per block,
 non-reentrant), checkpoint_seq (sqrt(L) segments; chain models only), sac (selective
 activation checkpointing per block, saving matmul outputs), hf (Hugging Face
-gradient_checkpointing_enable; HF models only), tiny@<fraction> (HCModule, FLOP costs), tinym@<fraction> (measured costs). Writes
+gradient_checkpointing_enable; HF models only), tiny@<fraction> (HCModule, its default
+measured costs), tinyf@<fraction> (FLOP costs). Writes
 <out>.csv and <out>.png; prints a table with memory and time as multiples of naive.
 """
 
@@ -31,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_BUDGETS = (1.0, 0.7, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15)
+DEFAULT_BUDGETS = (1.0, 0.7, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1)
 WORKLOADS = ("gpt2_medium", "hf_gpt2", "hf_llama", "unet_medium", "resnet_medium")
 
 
@@ -89,9 +91,9 @@ def apply(model: Any, mode: str, path: str, workload: str) -> Any:
 
     if mode == "naive":
         return model
-    if mode.startswith(("tiny@", "tinym@")):
+    if mode.startswith(("tiny@", "tinyf@")):
         from tiny_backprop import HCModule
-        cost = "measured" if mode.startswith("tinym@") else "flops"
+        cost = "flops" if mode.startswith("tinyf@") else "measured"
         return HCModule(model, float(mode.split("@")[1]), cost_model=cost)
     if mode == "hf":
         if not workload.startswith("hf_"):
@@ -165,8 +167,12 @@ def worker(workload: str, mode: str, warmup: int, steps: int) -> dict[str, Any]:
             "first_step_mem_bytes": first_mem}
 
 
-def run_point(workload: str, mode: str, warmup: int, steps: int) -> dict[str, Any] | None:
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", OMP_NUM_THREADS="1")
+def _run_worker(workload: str, mode: str, warmup: int, steps: int, mmap: bool
+                ) -> dict[str, Any] | None:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    if mmap:
+        env["MALLOC_MMAP_THRESHOLD_"] = "65536"
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     proc = subprocess.run([sys.executable, "-m", "experiments.pareto", "--worker", workload,
                            mode, str(warmup), str(steps)], cwd=ROOT, env=env,
@@ -179,13 +185,32 @@ def run_point(workload: str, mode: str, warmup: int, steps: int) -> dict[str, An
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def modes_for(workload: str, budgets: list[float], measured: list[float]) -> list[str]:
+def run_point(workload: str, mode: str, warmup: int, steps: int, split: bool = True
+              ) -> dict[str, Any] | None:
+    """One point: memory from a process with MALLOC_MMAP_THRESHOLD_=65536 (freed blocks
+    go back to the kernel, so RSS follows live memory); with `split`, time from a second
+    process with glibc's default allocator (what a CPU user runs; with the threshold
+    every large allocation is a fresh mapping and page faults inflate the step time of
+    every mode, most of all those that allocate more). Without `split` both come from
+    the first process."""
+    mem = _run_worker(workload, mode, warmup, steps, mmap=True)
+    if mem is None or "error" in mem or not split:
+        return mem
+    tim = _run_worker(workload, mode, warmup, steps, mmap=False)
+    if tim is None or "error" in tim:
+        return tim
+    mem["time_mmap_s"] = mem["time_s"]
+    mem["time_s"], mem["time_std_s"] = tim["time_s"], tim["time_std_s"]
+    return mem
+
+
+def modes_for(workload: str, budgets: list[float], flops: list[float]) -> list[str]:
     out = ["naive", "checkpoint", "sac"]
     if workload == "gpt2_medium":
         out.append("checkpoint_seq")
     if workload.startswith("hf_"):
         out.append("hf")
-    return out + [f"tiny@{b}" for b in budgets] + [f"tinym@{b}" for b in measured]
+    return out + [f"tiny@{b}" for b in budgets] + [f"tinyf@{b}" for b in flops]
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -203,6 +228,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "time_s": statistics.median(r["time_s"] for r in ok),
                     "time_min_s": min(r["time_s"] for r in ok),
                     "time_max_s": max(r["time_s"] for r in ok),
+                    "time_cv_pct": (100 * statistics.pstdev(r["time_s"] for r in ok)
+                                    / statistics.mean(r["time_s"] for r in ok)),
                     "mem_bytes": int(statistics.median(r["mem_bytes"] for r in ok)),
                     "first_step_mem_bytes": int(statistics.median(
                         r["first_step_mem_bytes"] for r in ok))})
@@ -225,7 +252,7 @@ def plot(summary: list[dict[str, Any]], path: Path) -> None:
     fig, axes = plt.subplots(1, len(wls), figsize=(5 * len(wls), 4), squeeze=False)
     for ax, wl in zip(axes[0], wls):
         rs = [r for r in summary if r["workload"] == wl and "mem_x_naive" in r]
-        for prefix, label in (("tiny@", "tiny (FLOP costs)"), ("tinym@", "tiny (measured)")):
+        for prefix, label in (("tiny@", "tiny (measured costs)"), ("tinyf@", "tiny (FLOP costs)")):
             tiny = sorted((r for r in rs if r["mode"].startswith(prefix)),
                           key=lambda r: r["mem_x_naive"])
             if tiny:
@@ -253,16 +280,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workloads", nargs="+", default=["gpt2_medium", "hf_gpt2"],
                     choices=WORKLOADS)
     ap.add_argument("--budgets", nargs="+", type=float, default=list(DEFAULT_BUDGETS))
-    ap.add_argument("--measured", nargs="*", type=float, default=[],
-                    help="budgets also run with cost_model='measured' (mode tinym@b)")
+    ap.add_argument("--flops", nargs="*", type=float, default=[],
+                    help="budgets also run with cost_model='flops' (mode tinyf@b)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0, help="shuffles the order of each round")
     ap.add_argument("--out", default="results/tmp/pareto")
+    ap.add_argument("--time-with-threshold", action="store_true",
+                    help="time in the memory process (MALLOC_MMAP_THRESHOLD_=65536) instead "
+                         "of a second process with the default allocator")
     ap.add_argument("--dry-run", action="store_true")
     a = ap.parse_args(argv)
-    points = [(w, m) for w in a.workloads for m in modes_for(w, a.budgets, a.measured)]
+    points = [(w, m) for w in a.workloads for m in modes_for(w, a.budgets, a.flops)]
     if a.dry_run:
         for w, m in points:
             print(w, m)
@@ -275,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         order = points[:]
         rng.shuffle(order)
         for w, m in order:
-            res = run_point(w, m, a.warmup, a.steps)
+            res = run_point(w, m, a.warmup, a.steps, split=not a.time_with_threshold)
             if res is None:
                 total -= 1
                 continue
@@ -287,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     keys = ["workload", "mode", "rounds", "mem_bytes", "mem_x_naive", "time_s", "time_x_naive",
-            "time_min_s", "time_max_s", "first_step_mem_bytes", "error"]
+            "time_min_s", "time_max_s", "time_cv_pct", "first_step_mem_bytes", "error"]
     with open(out.with_suffix(".csv"), "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=keys)
         wr.writeheader()
