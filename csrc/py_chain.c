@@ -114,12 +114,14 @@ static void chain_free_arrays(tb_chain_object *self)
     PyMem_Free(self->opt_first);
     PyMem_Free(self->opt_bytes);
     PyMem_Free(self->opt_save);
+    PyMem_Free(self->opt_overlap);
     self->f = self->b = NULL;
     self->x = self->g = self->live = NULL;
     self->mk = NULL;
     self->opt_first = NULL;
     self->opt_bytes = NULL;
     self->opt_save = NULL;
+    self->opt_overlap = NULL;
     self->n_opt = 0;
 }
 
@@ -237,7 +239,7 @@ error:
 static int parse_options(tb_chain_object *self, PyObject *obj)
 {
     const char *name = "options";
-    PyObject *t = copy_sequence(obj, name, "(stage, bytes, save) tuples");
+    PyObject *t = copy_sequence(obj, name, "(stage, bytes, save[, overlap]) tuples");
     if (t == NULL)
         return -1;
     Py_ssize_t m = PyTuple_GET_SIZE(t);
@@ -256,27 +258,40 @@ static int parse_options(tb_chain_object *self, PyObject *obj)
     self->opt_first = PyMem_Calloc(n + 1, sizeof(int32_t));
     self->opt_bytes = PyMem_Malloc((size_t)m * sizeof(int64_t));
     self->opt_save = PyMem_Malloc((size_t)m * sizeof(double));
+    self->opt_overlap = PyMem_Malloc((size_t)m * sizeof(int64_t));
     int64_t *by = PyMem_Malloc((size_t)m * sizeof(int64_t));
+    int64_t *ov = PyMem_Malloc((size_t)m * sizeof(int64_t));
     double *sv = PyMem_Malloc((size_t)m * sizeof(double));
     if (stage == NULL || self->opt_first == NULL || self->opt_bytes == NULL ||
-        self->opt_save == NULL || by == NULL || sv == NULL) {
+        self->opt_save == NULL || self->opt_overlap == NULL || by == NULL || ov == NULL ||
+        sv == NULL) {
         PyMem_Free(by);
+        PyMem_Free(ov);
         PyMem_Free(sv);
         PyErr_NoMemory();
         goto error;
     }
     for (Py_ssize_t i = 0; i < m; i++) {
         PyObject *item = PyTuple_GET_ITEM(t, i); /* borrowed from our tuple */
-        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 3) {
+        Py_ssize_t k = PyTuple_Check(item) ? PyTuple_GET_SIZE(item) : 0;
+        if (k != 3 && k != 4) {
             PyErr_Format(PyExc_TypeError,
-                         "%s[%zd] must be a (stage, bytes, save) tuple, not %.100s", name, i,
-                         Py_TYPE(item)->tp_name);
+                         "%s[%zd] must be a (stage, bytes, save) or (stage, bytes, save, "
+                         "overlap) tuple, not %.100s", name, i, Py_TYPE(item)->tp_name);
             goto error_local;
         }
+        ov[i] = 0;
         if (convert_size(PyTuple_GET_ITEM(item, 0), name, i, 0, &stage[i]) < 0 ||
             convert_size(PyTuple_GET_ITEM(item, 1), name, i, 1, &by[i]) < 0 ||
-            convert_cost(PyTuple_GET_ITEM(item, 2), name, i, &sv[i]) < 0)
+            convert_cost(PyTuple_GET_ITEM(item, 2), name, i, &sv[i]) < 0 ||
+            (k == 4 && convert_size(PyTuple_GET_ITEM(item, 3), name, i, 3, &ov[i]) < 0))
             goto error_local;
+        if (ov[i] > by[i]) {
+            PyErr_Format(PyExc_ValueError,
+                         "%s[%zd]: overlap must be <= bytes (it is the part of the kept "
+                         "bytes that the stage's saved bytes include), got %R", name, i, item);
+            goto error_local;
+        }
         if (stage[i] >= (int64_t)n) {
             PyErr_Format(PyExc_ValueError, "%s[%zd]: stage must be < %zu (stages), got %R",
                          name, i, n, item);
@@ -298,18 +313,21 @@ static int parse_options(tb_chain_object *self, PyObject *obj)
         int32_t pos = self->opt_first[stage[i]]++;
         self->opt_bytes[pos] = by[i];
         self->opt_save[pos] = sv[i];
+        self->opt_overlap[pos] = ov[i];
     }
     for (size_t s = n; s-- > 0;) /* the cursors ran to the next stage's start */
         self->opt_first[s + 1] = self->opt_first[s];
     self->opt_first[0] = 0;
     self->n_opt = (size_t)m;
     PyMem_Free(by);
+    PyMem_Free(ov);
     PyMem_Free(sv);
     PyMem_Free(stage);
     Py_DECREF(t);
     return 0;
 error_local:
     PyMem_Free(by);
+    PyMem_Free(ov);
     PyMem_Free(sv);
 error:
     PyMem_Free(stage);
@@ -322,7 +340,7 @@ tb_chain tb_py_chain_view(const tb_chain_object *self, int transient)
     tb_chain c = {self->n,      self->f,    self->b,   self->x,
                   self->g,      self->mk,   self->n_live, self->live,
                   transient != 0, self->n_opt, self->opt_first, self->opt_bytes,
-                  self->opt_save};
+                  self->opt_save, self->opt_overlap};
     return c;
 }
 
@@ -401,6 +419,7 @@ static PyObject *chain_alloc(PyTypeObject *type)
     self->opt_first = NULL;
     self->opt_bytes = NULL;
     self->opt_save = NULL;
+    self->opt_overlap = NULL;
     return (PyObject *)self;
 }
 
@@ -544,8 +563,9 @@ static PyObject *get_options(PyObject *op, void *Py_UNUSED(closure))
         return NULL;
     for (size_t s = 0; s < self->n; s++) {
         for (int32_t o = self->opt_first[s]; o < self->opt_first[s + 1]; o++) {
-            PyObject *item = Py_BuildValue("(nLd)", (Py_ssize_t)s, (long long)self->opt_bytes[o],
-                                           self->opt_save[o]);
+            PyObject *item = Py_BuildValue("(nLdL)", (Py_ssize_t)s,
+                                           (long long)self->opt_bytes[o], self->opt_save[o],
+                                           (long long)self->opt_overlap[o]);
             if (item == NULL) {
                 Py_DECREF(t);
                 return NULL;

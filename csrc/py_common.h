@@ -49,6 +49,7 @@ typedef struct tb_chain_object {
     int32_t *opt_first;
     int64_t *opt_bytes;
     double *opt_save;
+    int64_t *opt_overlap;
 } tb_chain_object;
 
 /* A new Chain of `type` (the module's Chain type) from the fields; must_keep and live

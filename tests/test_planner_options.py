@@ -22,13 +22,18 @@ def _case(rng: random.Random, n_max: int):
     b = [float(rng.randint(0, 9)) for _ in range(n)]
     x = [rng.randint(0, 5) for _ in range(n)]
     g = [rng.randint(0, 8) for _ in range(n)]
-    opts = [[(rng.randint(0, 6), float(rng.randint(0, int(f[s]))))
-             for _ in range(rng.randint(0, 3))] for s in range(n)]
+    opts = []
+    for s in range(n):
+        opts.append([])
+        for _ in range(rng.randint(0, 3)):
+            e = rng.randint(0, 6)
+            # overlap: the part of the kept bytes the stage's saved bytes include
+            opts[s].append((e, float(rng.randint(0, int(f[s]))), rng.randint(0, e)))
     return f, b, x, g, opts, rng.random() < 0.5, rng.randint(0, 40)
 
 
 def _flat(opts):
-    return [(s, e, r) for s in range(len(opts)) for (e, r) in opts[s]] or None
+    return [(s, e, r, v) for s in range(len(opts)) for (e, r, v) in opts[s]] or None
 
 
 def test_c_matches_the_reference_with_options() -> None:
@@ -87,11 +92,28 @@ def test_plan_chain_options_lower_the_cost_and_stay_in_budget() -> None:
     assert any(isinstance(nd, Region) and nd.option == 0 for nd in with_opt.tree)
 
 
+def test_overlap_lets_an_option_fit_a_smaller_budget() -> None:
+    """Kept bytes that become the stage's saved tensors are not held twice during its
+    recomputation: at budget 13 the 4-byte option of stage 1 fits only with overlap 4."""
+    f, b, x, g = [1.0, 10.0, 1.0], [1.0, 1.0, 1.0], [1, 1, 1], [1, 10, 1]
+    got = {}
+    for v in (0, 4):
+        p = plan_chain(f, b, x, g, 13, slots=13, options=[(1, 4, 8.0, v)])
+        assert p.peak_bytes <= 13
+        assert (p.total_cost, p.peak_bytes) == ref.simulate(
+            f, b, x, g, p.tree, options=[[], [(4, 8.0, v)], []])
+        got[v] = (p.total_cost, any(isinstance(nd, Region) and nd.option == 0
+                                    for nd in p.tree))
+    assert got == {0: (25.0, False), 4: (17.0, True)}
+
+
 @pytest.mark.parametrize("options, err, match", [
     ([(3, 1, 1.0)], ValueError, r"options\[0\]: stage must be < 3"),
     ([(1, 1, 11.0)], ValueError, r"save must be <= forward_cost\[stage\]"),
     ([(1, -1, 1.0)], ValueError, r"options\[0\]\[1\] must be an int >= 0"),
-    ([(1, 1)], TypeError, r"options\[0\] must be a \(stage, bytes, save\) tuple"),
+    ([(1, 1)], TypeError, r"options\[0\] must be a \(stage, bytes, save\) or"),
+    ([(1, 1, 1.0, 2)], ValueError, r"options\[0\]: overlap must be <= bytes"),
+    ([(1, 1, 1.0, -1)], ValueError, r"options\[0\]\[3\] must be an int >= 0"),
     ([(True, 1, 1.0)], TypeError, r"options\[0\]\[0\] must be an int"),
     ("abc", TypeError, "options must be a sequence"),
 ])
@@ -103,7 +125,7 @@ def test_bad_options_name_the_entry(options, err, match) -> None:
 def test_options_are_grouped_by_stage_in_the_order_given() -> None:
     c = _C.Chain([5.0, 5.0, 5.0], [1.0] * 3, [1] * 3, [1] * 3,
                  options=[(1, 4, 2.0), (0, 3, 1.0), (1, 2, 1.0)])
-    assert c.options == ((0, 3, 1.0), (1, 4, 2.0), (1, 2, 1.0))
+    assert c.options == ((0, 3, 1.0, 0), (1, 4, 2.0, 0), (1, 2, 1.0, 0))
     assert _C.Chain([1.0], [1.0], [1], [1]).options is None
 
 

@@ -16,8 +16,14 @@ from .tree import Keep, Node, Region
 INF = math.inf
 
 Live = Sequence[tuple[int, int, int]]
-#: Per stage, its options (bytes, save) in order (see `plan_chain(options=...)`).
-Options = Sequence[Sequence[tuple[int, float]]]
+#: Per stage, its options (bytes, save) or (bytes, save, overlap) in order (see
+#: `plan_chain(options=...)`; overlap: the part of bytes that g[s] includes, default 0).
+Options = Sequence[Sequence[tuple]]
+
+
+def _option(o: tuple) -> tuple[int, float, int]:
+    """(bytes, save, overlap) of one option."""
+    return (int(o[0]), float(o[1]), int(o[2]) if len(o) > 2 else 0)
 
 
 def new_bytes(x: Sequence[int], live: Live | None) -> Callable[[int, int], int]:
@@ -85,7 +91,8 @@ def optimal(
     tr = transient_fn(d, transient)
     leaf = leaf_fn(g, d, n, transient)
     mk = list(must_keep) if must_keep is not None else [False] * n
-    opts = [list(o) for o in options] if options is not None else [[] for _ in range(n)]
+    opts = ([[_option(q) for q in o] for o in options] if options is not None
+            else [[] for _ in range(n)])
     sys.setrecursionlimit(max(10000, sys.getrecursionlimit()))
 
     @cache
@@ -107,8 +114,10 @@ def optimal(
             if v < best:
                 best, choice = v, k
         if t == n - 1 and not mk[s]:
-            for q, (e, r) in enumerate(opts[s]):
-                if m - e < max(tr(s, s + 1), leaf(s)):
+            for q, (e, r, v) in enumerate(opts[s]):
+                # the rest of the chain and the region's forward hold e; its
+                # recomputation holds e - v (v of them are its saved tensors)
+                if m - e < tr(s, s + 1) or m - e + v < leaf(s):
                     continue
                 v = f[s] + (f[s] - r + b[s]) + opt(s + 1, t, m - d(s, s + 1) - e)[0]
                 if v < best:
@@ -153,8 +162,9 @@ def simulate(
     options: Options | None = None,
 ) -> tuple[float, int]:
     """Replay a plan tree: (total cost, peak bytes held, the chain input included).
-    A region's option q (`options[stage][q]` = (bytes, save)) holds its bytes from the
-    region's start to its backward and takes `save` off its recomputation."""
+    A region's option q (`options[stage][q]` = (bytes, save[, overlap])) holds its bytes
+    from the region's start to its backward and takes `save` off its recomputation;
+    inside the recomputation `overlap` of the bytes are the stage's saved ones."""
     d = new_bytes(x, live)
     tr = transient_fn(d, transient)
     n = len(f)
@@ -175,9 +185,10 @@ def simulate(
                 nxt = i + 1
             else:
                 assert node.start == nxt and node.start < node.end <= t + 1
+                inner = 0
                 if node.option >= 0:
                     assert s == 0 and t == n - 1 and node.end == node.start + 1 < n
-                    e, r = options[node.start][node.option]  # type: ignore[index]
+                    e, r, inner = _option(options[node.start][node.option])  # type: ignore[index]
                     cur += e
                     cost -= r
                 # the region's running boundaries; its last stage's output (if any:
@@ -186,7 +197,7 @@ def simulate(
                     peak = max(peak, cur + tr(node.start, node.end))
                 elif node.end - 1 > node.start:
                     peak = max(peak, cur + tr(node.start, node.end - 1))
-                c_in, p_in = seq(node.children, node.start, node.end - 1, cur)
+                c_in, p_in = seq(node.children, node.start, node.end - 1, cur - inner)
                 cost += sum(f[node.start : node.end]) + c_in
                 peak = max(peak, p_in)
                 if node.end - 1 != t:

@@ -69,6 +69,40 @@ def keepable(trace: Trace, call: CallRecord, element_weight: float,
     return out
 
 
+def recompute_extra(trace: Trace, call: CallRecord, items: list[KeepItem] | tuple) -> int:
+    """Most bytes that kept `items` add to a one-block region's recomputation of `call`
+    over its saved bytes at the end (bytes, >= 0).
+
+    While the block is recomputed, a kept output is held until its op is reached and
+    then served: it becomes the saved tensor it was (counted in the block's saved bytes
+    from then on) or, when autograd does not save it (a bool mask, an in-place copy, an
+    output only its consumers use), is released. Walking the block's ops: held before op
+    i = saved storages made by ops before i (the block's non-boundary ones, counted from
+    the op that made them) + kept bytes of ops >= i; the result is the most of that
+    minus the saved bytes at the end."""
+    boundary = set(call.input_keys) | set(call.output_keys)
+    made_at: dict[int, int] = {}
+    start = 0
+    for sid, nb in call.saved.items():
+        if sid in boundary:
+            continue
+        i = trace.produced.get(sid, -1)
+        if call.first_op <= i < call.end_op:
+            made_at[i] = made_at.get(i, 0) + nb
+        else:
+            start += nb
+    kept_at: dict[int, int] = {}
+    for it in items:
+        kept_at[it.op] = kept_at.get(it.op, 0) + it.nbytes
+    saved, kept = start, sum(kept_at.values())
+    most = saved + kept
+    for i in range(call.first_op, call.end_op):
+        kept -= kept_at.get(i, 0)
+        saved += made_at.get(i, 0)
+        most = max(most, saved + kept)
+    return max(0, most - saved)
+
+
 def top_kept_blocks(tree: tuple[Node, ...] | list[Node]) -> list[int]:
     """Stages that are direct Keep children of top-level regions (recomputed once)."""
     out: list[int] = []
@@ -134,6 +168,8 @@ class BlockOption:
     nbytes: int
     save: float
     items: tuple[KeepItem, ...]
+    overlap: int = 0  # of nbytes, those not held on top of the block's saved bytes
+    # while it is recomputed (nbytes - `recompute_extra`)
 
 
 def block_options(trace: Trace, chain: BlockChain, element_weight: float,
@@ -145,7 +181,8 @@ def block_options(trace: Trace, chain: BlockChain, element_weight: float,
     `OPTION_POINTS` of their total bytes, less the dispatch cost of the keep policy
     (`per_op` per op of the block, forward and recompute); points that do not save
     more than a smaller one are dropped. Identical blocks (same ops, bytes and costs,
-    relative to the block's first op) are solved once.
+    relative to the block's first op) are solved once. Each option's `overlap` is its
+    bytes less what they add to the block's recomputation (`recompute_extra`).
     """
     solved: dict[tuple, list[tuple[int, float, tuple[int, ...]]]] = {}
     out: list[BlockOption] = []
@@ -180,8 +217,10 @@ def block_options(trace: Trace, chain: BlockChain, element_weight: float,
         by_off = {it.op - base: it for it in items}
         limit = float(chain.forward_cost[st])
         for nbytes, save, ids in solved[key]:
-            out.append(BlockOption(st, nbytes, min(save, limit),
-                                   tuple(by_off[i] for i in ids)))
+            picked = tuple(by_off[i] for i in ids)
+            # a nested stage's saved bytes follow its sub-regions: no overlap claimed
+            overlap = 0 if skip else nbytes - min(nbytes, recompute_extra(trace, call, picked))
+            out.append(BlockOption(st, nbytes, min(save, limit), picked, overlap))
     return out
 
 

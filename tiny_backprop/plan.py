@@ -245,7 +245,7 @@ def plan_chain(
     height: int | None = None,
     live_intervals: Sequence[tuple[int, int, int]] | None = None,
     transient: bool = False,
-    options: Sequence[tuple[int, int, float]] | None = None,
+    options: Sequence[tuple] | None = None,
 ) -> Plan:
     """Plan a chain of stages under a memory budget.
 
@@ -267,11 +267,13 @@ def plan_chain(
             (docs/theory.md §2, "transient term"); False = exactly the reference model.
             A bool.
         options: the two-level planner's level 1 (docs/theory.md): (stage, bytes, save)
-            per option of a stage, 0 <= save <= forward_cost[stage]. A one-stage region
-            at the top level may keep `bytes` more from its forward to its backward and
-            recompute for `save` less; the DP (planner="optimal") picks at most one
-            option per such region, and `Region.option` says which (options numbered
-            per stage in the order given).
+            or (stage, bytes, save, overlap) per option of a stage, 0 <= save <=
+            forward_cost[stage], 0 <= overlap <= bytes. A one-stage region at the top
+            level may keep `bytes` more from its forward to its backward and recompute
+            for `save` less; `overlap` of those bytes become the stage's saved tensors
+            when it is recomputed (so they are not held twice then). The DP
+            (planner="optimal") picks at most one option per such region, and
+            `Region.option` says which (options numbered per stage in the order given).
 
     The lists are validated once into a `_C.Chain` shared by every C call; a long
     plan is interruptible with Ctrl-C (KeyboardInterrupt).

@@ -144,7 +144,8 @@ def _chain_plan(chain: BlockChain, budget: Budget | int, planner: str,
                       list(chain.input_bytes), list(chain.saved_bytes), budget,
                       planner=planner, must_keep=list(chain.must_keep), transient=True,
                       live_intervals=list(chain.live_intervals) or None,
-                      options=[(o.stage, o.nbytes, o.save) for o in options or ()] or None)
+                      options=[(o.stage, o.nbytes, o.save, o.overlap)
+                               for o in options or ()] or None)
 
 
 #: Shares of the slack (budget minus the chain's minimum) that the keep-set search

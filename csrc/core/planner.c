@@ -165,9 +165,9 @@ tb_status tb_chain_check(const tb_chain *c)
         if (c->opt_first[i + 1] < c->opt_first[i])
             return TB_ERR_INVALID;
         for (int32_t o = c->opt_first[i]; o < c->opt_first[i + 1]; o++) {
-            int64_t e = c->opt_bytes[o];
+            int64_t e = c->opt_bytes[o], v = c->opt_overlap != NULL ? c->opt_overlap[o] : 0;
             double r = c->opt_save[o];
-            if (e < 0 || !isfinite(r) || r < 0 || r > c->f[i])
+            if (e < 0 || !isfinite(r) || r < 0 || r > c->f[i] || v < 0 || v > e)
                 return TB_ERR_INVALID;
             if (e > TB_MAX_BYTES)
                 return TB_ERR_OVERFLOW;
@@ -308,6 +308,7 @@ tb_status tb_simulate_ex(const tb_allocator *a, const tb_stop *stop, const tb_ch
                     goto done;
                 total += c->f[i];
             }
+            int64_t inner = 0;
             int32_t o = tree->opt != NULL ? tree->opt[j] : -1;
             if (o >= 0) { /* an option: top level, one stage, not the last */
                 if (depth != 1 || e != s + 1 || e >= c->n || (size_t)o >= n_options(c, s))
@@ -315,6 +316,8 @@ tb_status tb_simulate_ex(const tb_allocator *a, const tb_stop *stop, const tb_ch
                 size_t oi = (size_t)c->opt_first[s] + (size_t)o;
                 fr->cur += c->opt_bytes[oi]; /* held from here until its backward */
                 total -= c->opt_save[oi];    /* its recomputation is cheaper */
+                /* inside the recomputation the overlapping bytes are the saved ones */
+                inner = c->opt_overlap != NULL ? c->opt_overlap[oi] : 0;
             } else if (o != -1) {
                 goto done;
             }
@@ -328,7 +331,7 @@ tb_status tb_simulate_ex(const tb_allocator *a, const tb_stop *stop, const tb_ch
                     pk = fr->cur;
             }
             fr->next = e;
-            stack[depth++] = (sim_frame){e - 1, s, held, s, e};
+            stack[depth++] = (sim_frame){e - 1, s, held - inner, s, e};
         } else {
             goto done;
         }
@@ -649,13 +652,14 @@ static size_t sat_add(size_t a, size_t b, size_t cap)
 }
 
 /* Least memory (slots, saturated at W) at which the top-level region [s, s+1) can take
- * an option of E slots: the rest of the chain (row ra, after d(s,s+1) = dk and E), the
- * stage's recomputation (row rb) and its transient tk, each with E held. */
+ * an option of E slots: the rest of the chain (row ra, after d(s,s+1) = dk and E) and
+ * the region's transient tk, each with E held, and the stage's recomputation (row rb)
+ * with EO <= E of them held (the rest are its saved tensors). */
 static size_t option_floor(const dp_rows *R, size_t ra, size_t rb, size_t dk, size_t tk,
-                           size_t E, size_t W)
+                           size_t E, size_t EO, size_t W)
 {
     size_t m0 = sat_add(sat_add(dk, E, W), R->lo[ra], W);
-    size_t lb = sat_add(R->lo[rb], E, W), te = sat_add(tk, E, W);
+    size_t lb = sat_add(R->lo[rb], EO, W), te = sat_add(tk, E, W);
     m0 = m0 > lb ? m0 : lb;
     return m0 > te ? m0 : te;
 }
@@ -694,7 +698,7 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
         return TB_ERR_LIMIT;
 
     dp_rows R = {NULL, NULL, NULL, NULL};
-    size_t *hi = NULL, *G = NULL, *nk = NULL, *stk = NULL, *OE = NULL;
+    size_t *hi = NULL, *G = NULL, *nk = NULL, *stk = NULL, *OE = NULL, *OEO = NULL;
     int64_t *D = new_bytes_table(a, c, &poll, &st); /* bytes, then slots (clamped to W) */
     int64_t *TR = D == NULL ? NULL : transient_table(a, c, D, &poll, &st); /* likewise */
     if (D == NULL || TR == NULL)
@@ -707,8 +711,9 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
     nk = next_must_keep(a, c);
     stk = tb_malloc(a, (3 * n + 3) * sizeof(size_t));
     OE = tb_malloc(a, (c->n_opt ? c->n_opt : 1) * sizeof(size_t));
+    OEO = tb_malloc(a, (c->n_opt ? c->n_opt : 1) * sizeof(size_t));
     if (R.lo == NULL || R.top == NULL || R.off == NULL || hi == NULL ||
-        G == NULL || nk == NULL || stk == NULL || OE == NULL) {
+        G == NULL || nk == NULL || stk == NULL || OE == NULL || OEO == NULL) {
         st = TB_ERR_NOMEM;
         goto done;
     }
@@ -719,6 +724,10 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
     for (size_t o = 0; o < c->n_opt; o++) {
         int64_t v = to_slots(c->opt_bytes[o], unit, cap);
         OE[o] = (size_t)v > W ? W : (size_t)v;
+        /* held during the recomputation: E less the overlap rounded down (never less
+         * than the exact bytes' slots) */
+        size_t ov = c->opt_overlap != NULL ? (size_t)(c->opt_overlap[o] / unit) : 0;
+        OEO[o] = ov < OE[o] ? OE[o] - ov : 0;
     }
     for (size_t k = 1; k < n; k++) {
         if (poll_stop(&poll, k)) {
@@ -770,10 +779,10 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
                 size_t ra = tri(s + 1, t), rb = tri(s, s), dk = (size_t)D[tri(s, s + 1)];
                 size_t tk = (size_t)TR[tri(s, s + 1)];
                 for (size_t q = 0; q < no; q++) {
-                    size_t E = OE[(size_t)c->opt_first[s] + q];
-                    size_t lk = option_floor(&R, ra, rb, dk, tk, E, W);
+                    size_t oi = (size_t)c->opt_first[s] + q, E = OE[oi];
+                    size_t lk = option_floor(&R, ra, rb, dk, tk, E, OEO[oi], W);
                     size_t hk = sat_add(sat_add(dk, E, W), hi[ra], W);
-                    size_t hb = sat_add(hi[rb], E, W), te = sat_add(tk, E, W);
+                    size_t hb = sat_add(hi[rb], OEO[oi], W), te = sat_add(tk, E, W);
                     hk = hk > hb ? hk : hb;
                     hk = hk > te ? hk : te;
                     if (lk < l)
@@ -860,7 +869,8 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
             size_t ra = tri(s + 1, t), rb = tri(s, s), dk = (size_t)D[tri(s, s + 1)];
             for (size_t q = 0; q < no && R.lo[ra] < W && R.lo[rb] < W; q++) {
                 size_t oi = (size_t)c->opt_first[s] + q, E = OE[oi], shift = dk + E;
-                size_t m0 = option_floor(&R, ra, rb, dk, (size_t)TR[tri(s, s + 1)], E, W);
+                size_t m0 = option_floor(&R, ra, rb, dk, (size_t)TR[tri(s, s + 1)], E,
+                                         OEO[oi], W);
                 if (m0 > rtop)
                     continue;
                 double Fo = c->f[s] + (c->f[s] - c->opt_save[oi] + c->b[s]);
@@ -917,7 +927,7 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
                     size_t oi = (size_t)c->opt_first[s] + q, E = OE[oi];
                     size_t dk = (size_t)D[tri(s, s + 1)];
                     if (m < option_floor(&R, tri(s + 1, t), tri(s, s), dk,
-                                         (size_t)TR[tri(s, s + 1)], E, W))
+                                         (size_t)TR[tri(s, s + 1)], E, OEO[oi], W))
                         continue;
                     double v = c->f[s] + (c->f[s] - c->opt_save[oi] + c->b[s]) +
                                dp_get(&R, tri(s + 1, t), m - dk - E);
@@ -973,6 +983,7 @@ done:
     tb_free(a, nk);
     tb_free(a, stk);
     tb_free(a, OE);
+    tb_free(a, OEO);
     return st;
 }
 

@@ -33,11 +33,14 @@
  * its forward until its backward, and its recomputation then costs f[s] - r. Exactly:
  *   region [s,s+1) with option o:  f[s] + opt(s+1, L-1, m - d(s,s+1) - e)
  *                                  + (f[s] - r + b[s])   if m - e >= tr(s,s+1) and
- *                                                        m - e >= g[s] + d(s,s+1)
- * (the kept bytes count as held through the rest of the chain and the recomputation).
+ *                                                   m - e + v >= g[s] + d(s,s+1)
+ * (the kept bytes count as held through the rest of the chain; during the stage's
+ * recomputation the v bytes of them that become its saved tensors (opt_overlap) are
+ * already in g[s]).
  * Only the top level has options: inside a recomputation every region is plain, so
  * rows opt(s, t, m) with t < L-1 are the plain model's. The tree node of such a region
- * carries o (tree.opt); the simulator adds e to the bytes held from the region's start.
+ * carries o (tree.opt); the simulator adds e to the bytes held from the region's start
+ * and takes v off them inside the region's recomputation.
  */
 #ifndef TB_PLANNER_H
 #define TB_PLANNER_H
@@ -79,6 +82,9 @@ typedef struct tb_chain {
     const int32_t *opt_first;
     const int64_t *opt_bytes; /* n_opt entries, in [0, TB_MAX_BYTES] */
     const double *opt_save;   /* n_opt entries, finite, 0 <= opt_save <= f[s] */
+    /* n_opt entries or NULL (all 0): of opt_bytes, the bytes that are also part of g[s]
+     * (kept outputs the recomputation's saved tensors then are): 0 <= v <= opt_bytes */
+    const int64_t *opt_overlap;
 } tb_chain;
 
 /* A flat preorder plan tree (owned: free with tb_plan_tree_free). opt[j] is the
