@@ -2,6 +2,7 @@
 
     python -m experiments.pareto --workloads gpt2_medium hf_gpt2 --rounds 2 --out results/pareto
     python -m experiments.pareto --dry-run
+    python -m experiments.pareto --markdown results/pareto_lm.json   # tables for docs/
 
 Each point (workload x mode) runs in its own processes (``python -m experiments.pareto
 --worker ...``, one torch thread): memory in one with MALLOC_MMAP_THRESHOLD_=65536, time
@@ -243,6 +244,53 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: (r["workload"], r.get("mem_x_naive", 9)))
 
 
+def markdown(summary: list[dict[str, Any]]) -> str:
+    """Per workload: a table of every point (memory and time as multiples of naive, the
+    time range over rounds, the CV of the rounds' times, the first step's memory), then
+    each peer against tiny's fastest point at no more memory."""
+    out: list[str] = []
+    for wl in sorted({r["workload"] for r in summary}):
+        rs = [r for r in summary if r["workload"] == wl]
+        base = next((r for r in rs if r["mode"] == "naive" and "error" not in r), None)
+        if base is None:
+            continue
+        out.append(f"**{wl}** (naive: {base['mem_bytes'] / 2**20:.1f} MiB, "
+                   f"{base['time_s']:.3f} s)\n")
+        out.append("| mode | memory × naive | time × naive | time range (s) | CV % "
+                   "| first step memory × naive |")
+        out.append("|---|---|---|---|---|---|")
+        bad = []
+        for r in rs:
+            if "error" in r:
+                bad.append(r["mode"])
+                continue
+            out.append(f"| {r['mode']} | {r['mem_x_naive']:.3f} | {r['time_x_naive']:.3f} | "
+                       f"{r['time_min_s']:.3f}-{r['time_max_s']:.3f} | "
+                       f"{r.get('time_cv_pct', float('nan')):.1f} | "
+                       f"{r['first_step_mem_bytes'] / base['mem_bytes']:.3f} |")
+        if bad:
+            out.append(f"\nNo result (below the planner's minimum or failed): {', '.join(bad)}.")
+        out.append("\n| peer | memory × naive | time × naive | tiny at no more memory | "
+                   "memory × naive | time × naive | tiny faster |")
+        out.append("|---|---|---|---|---|---|---|")
+        tiny = [r for r in rs if r["mode"].startswith("tiny") and "error" not in r]
+        for peer in rs:
+            if peer["mode"].startswith("tiny") or peer["mode"] == "naive" or "error" in peer:
+                continue
+            fit = [t for t in tiny if t["mem_bytes"] <= peer["mem_bytes"]]
+            if not fit:
+                out.append(f"| {peer['mode']} | {peer['mem_x_naive']:.3f} | "
+                           f"{peer['time_x_naive']:.3f} | none | | | no |")
+                continue
+            t = min(fit, key=lambda r: r["time_s"])
+            out.append(f"| {peer['mode']} | {peer['mem_x_naive']:.3f} | "
+                       f"{peer['time_x_naive']:.3f} | {t['mode']} | {t['mem_x_naive']:.3f} | "
+                       f"{t['time_x_naive']:.3f} | "
+                       f"{'yes' if t['time_s'] <= peer['time_s'] else 'no'} |")
+        out.append("")
+    return "\n".join(out)
+
+
 def plot(summary: list[dict[str, Any]], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -275,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--worker":
         print(json.dumps(worker(argv[1], argv[2], int(argv[3]), int(argv[4]))))
+        return 0
+    if argv and argv[0] == "--markdown":  # tables of a finished run's JSON
+        for path in argv[1:]:
+            print(markdown(json.loads(Path(path).read_text())["summary"]))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--workloads", nargs="+", default=["gpt2_medium", "hf_gpt2"],

@@ -66,11 +66,12 @@ class Chain:
         *,
         must_keep: Sequence[bool] | None = None,
         live_intervals: Sequence[tuple[int, int, int]] | None = None,
-        options: Sequence[tuple[int, int, float]] | None = None,
+        options: Sequence[tuple[int, int, float] | tuple[int, int, float, int]] | None = None,
     ) -> None: ...
     def __len__(self) -> int: ...
     @property
-    def options(self) -> tuple[tuple[int, int, float], ...] | None: ...
+    def options(self) -> tuple[tuple[int, int, float, int], ...] | None:
+        """(stage, bytes, save, overlap) per option, grouped by stage; None without."""
     @property
     def num_stages(self) -> int: ...
     @property
