@@ -192,3 +192,20 @@ def test_experiments_dry_runs(tmp_path):
     rows = (tmp_path / "plan_time.csv").read_text().splitlines()
     assert rows[0].startswith("nodes,stages") and len(rows) == 3
     assert (tmp_path / "plan_time.png").stat().st_size > 0
+
+
+def test_pareto_markdown_compares_each_peer_with_tiny_at_no_more_memory():
+    from experiments.pareto import markdown, summarize
+
+    def row(mode, mem, t, r=0):
+        return {"workload": "w", "mode": mode, "mem_bytes": mem, "time_s": t,
+                "time_std_s": 0.0, "first_step_mem_bytes": mem, "round": r}
+
+    rows = [row("naive", 100, 1.0), row("checkpoint", 20, 1.3), row("sac", 60, 1.1),
+            row("tiny@0.5", 50, 1.15), row("tiny@0.2", 21, 1.2), row("tiny@0.7", 70, 1.05),
+            {"workload": "w", "mode": "tiny@0.1", "error": "BudgetError: ..."}]
+    text = markdown(summarize(rows))
+    assert "| checkpoint | 0.200 | 1.300 | none | | | no |" in text  # tiny@0.2 holds more
+    assert "| sac | 0.600 | 1.100 | tiny@0.5 | 0.500 | 1.150 | no |" in text
+    assert "| tiny@0.7 | 0.700 | 1.050 |" in text
+    assert "No result (below the planner's minimum or failed): tiny@0.1." in text
