@@ -4,13 +4,16 @@
     python -m experiments.pareto --dry-run
     python -m experiments.pareto --markdown results/pareto_lm.json   # tables for docs/
 
-Each point (workload x mode) runs in its own processes (``python -m experiments.pareto
---worker ...``, one torch thread): memory in one with MALLOC_MMAP_THRESHOLD_=65536, time
-in a second with glibc's default allocator (``--time-with-threshold``: both in the
-first); rounds are interleaved (every point once per round, in a shuffled order) and the
-figures are medians over rounds. Memory = peak RSS growth of a steady step over the RSS
-before it (the kernel's VmHWM, reset before each step: no sampler); time = median of the
-measured steps after warm-up. Modes: naive, checkpoint (torch.utils.checkpoint per block,
+Memory: each point (workload x mode) runs in its own process (``python -m
+experiments.pareto --worker ...``, one torch thread, MALLOC_MMAP_THRESHOLD_=65536);
+rounds are interleaved (every point once per round, in a shuffled order); memory = the
+median over rounds of the peak RSS growth of a steady step over the RSS before it (the
+kernel's VmHWM, reset before each step: no sampler). Time (``--timing interleaved``, the
+default): then one process per workload with glibc's default allocator builds every
+mode's model and times them interleaved, one step of each per round in a shuffled
+order (median, range and CV over the steps), so the modes share the process's noise;
+``--timing process``: a second process per point; ``--timing threshold``: the memory
+process's own times. Modes: naive, checkpoint (torch.utils.checkpoint per block,
 non-reentrant), checkpoint_seq (sqrt(L) segments; chain models only), sac (selective
 activation checkpointing per block, saving matmul outputs), hf (Hugging Face
 gradient_checkpointing_enable; HF models only), tiny@<fraction> (HCModule, its default
@@ -166,6 +169,77 @@ def worker(workload: str, mode: str, warmup: int, steps: int) -> dict[str, Any]:
     return {"workload": workload, "mode": mode, "time_s": statistics.median(times),
             "time_std_s": statistics.pstdev(times), "mem_bytes": int(statistics.median(mems)),
             "first_step_mem_bytes": first_mem}
+
+
+def time_worker(workload: str, modes: list[str], warmup: int, steps: int, seed: int
+                ) -> dict[str, Any]:
+    """Step times of every mode of one workload in this process, interleaved: each mode
+    gets its own model (same seed) and `warmup` steps, then `steps` rounds run one step
+    of every mode in a shuffled order. Returns {mode: [seconds] or {"error": ...}}."""
+    import torch
+    torch.set_num_threads(1)
+    fns: dict[str, tuple[Any, Any, Any]] = {}
+    out: dict[str, Any] = {}
+    for mode in modes:
+        model, loss_of, path = build(workload)
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        try:
+            fn = apply(model, mode, path, workload)
+            for _ in range(warmup):
+                loss_of(fn).backward()
+        except SystemExit:
+            continue  # the mode does not apply to this workload
+        except Exception as exc:  # a budget below the minimum: no point
+            out[mode] = {"error": f"{type(exc).__name__}: {exc}".splitlines()[0]}
+            continue
+        fns[mode] = (model, loss_of, fn)
+        out[mode] = []
+    rng = random.Random(seed)
+    order = list(fns)
+    for _ in range(steps):
+        rng.shuffle(order)
+        for mode in order:
+            model, loss_of, fn = fns[mode]
+            t0 = time.perf_counter()
+            loss_of(fn).backward()
+            out[mode].append(time.perf_counter() - t0)
+            for p in model.parameters():
+                p.grad.zero_()
+    return out
+
+
+def merge_times(summary: list[dict[str, Any]], timings: dict[str, dict[str, Any]]) -> None:
+    """Replace the summary's times by those of the interleaved timing runs (median,
+    range and CV over the measured steps) and recompute time x naive."""
+    for r in summary:
+        ts = timings.get(r["workload"], {}).get(r["mode"])
+        if "error" in r or not isinstance(ts, list) or not ts:
+            continue
+        r["time_s"] = statistics.median(ts)
+        r["time_min_s"], r["time_max_s"] = min(ts), max(ts)
+        r["time_cv_pct"] = 100 * statistics.pstdev(ts) / statistics.mean(ts)
+        r["time_steps"] = len(ts)
+    for wl in {r["workload"] for r in summary}:
+        base = next((r for r in summary if r["workload"] == wl and r["mode"] == "naive"
+                     and "error" not in r), None)
+        for r in summary:
+            if r["workload"] == wl and base and "error" not in r:
+                r["time_x_naive"] = r["time_s"] / base["time_s"]
+
+
+def _run_timing(workload: str, modes: list[str], warmup: int, steps: int, seed: int
+                ) -> dict[str, Any]:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("MALLOC_MMAP_THRESHOLD_", None)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    proc = subprocess.run([sys.executable, "-m", "experiments.pareto", "--time-worker",
+                           workload, str(warmup), str(steps), str(seed), *modes], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=3600)
+    if proc.returncode != 0:
+        err = (proc.stderr.strip().splitlines() or ["?"])[-1]
+        return {m: {"error": err} for m in modes}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _run_worker(workload: str, mode: str, warmup: int, steps: int, mmap: bool
@@ -324,6 +398,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "--worker":
         print(json.dumps(worker(argv[1], argv[2], int(argv[3]), int(argv[4]))))
         return 0
+    if argv and argv[0] == "--time-worker":
+        print(json.dumps(time_worker(argv[1], argv[5:], int(argv[2]), int(argv[3]),
+                                     int(argv[4]))))
+        return 0
     if argv and argv[0] == "--markdown":  # tables of a finished run's JSON
         for path in argv[1:]:
             print(markdown(json.loads(Path(path).read_text())["summary"]))
@@ -339,9 +417,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0, help="shuffles the order of each round")
     ap.add_argument("--out", default="results/tmp/pareto")
-    ap.add_argument("--time-with-threshold", action="store_true",
-                    help="time in the memory process (MALLOC_MMAP_THRESHOLD_=65536) instead "
-                         "of a second process with the default allocator")
+    ap.add_argument("--timing", choices=("interleaved", "process", "threshold"),
+                    default="interleaved",
+                    help="interleaved (default): after the memory runs, one process per "
+                         "workload (default allocator) times every mode, one step of each "
+                         "per round in a shuffled order; process: a second process per "
+                         "point (default allocator); threshold: the memory process's times "
+                         "(MALLOC_MMAP_THRESHOLD_=65536)")
+    ap.add_argument("--time-steps", type=int, default=8,
+                    help="measured steps per mode with --timing interleaved")
     ap.add_argument("--dry-run", action="store_true")
     a = ap.parse_args(argv)
     points = [(w, m) for w in a.workloads for m in modes_for(w, a.budgets, a.flops)]
@@ -357,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         order = points[:]
         rng.shuffle(order)
         for w, m in order:
-            res = run_point(w, m, a.warmup, a.steps, split=not a.time_with_threshold)
+            res = run_point(w, m, a.warmup, a.steps, split=a.timing == "process")
             if res is None:
                 total -= 1
                 continue
@@ -366,6 +450,14 @@ def main(argv: list[str] | None = None) -> int:
             msg = res.get("error") or f"{res['mem_bytes'] / 2**20:.1f} MiB {res['time_s']:.3f} s"
             print(f"[{len(rows)}/{total}] round {r} {w} {m}: {msg}", file=sys.stderr, flush=True)
     summary = summarize(rows)
+    timings: dict[str, dict[str, Any]] = {}
+    if a.timing == "interleaved":
+        for w in a.workloads:
+            modes = [r["mode"] for r in summary if r["workload"] == w and "error" not in r]
+            print(f"timing {w}: {len(modes)} modes interleaved, {a.time_steps} steps each",
+                  file=sys.stderr, flush=True)
+            timings[w] = _run_timing(w, modes, a.warmup + 1, a.time_steps, a.seed)
+        merge_times(summary, timings)
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     keys = ["workload", "mode", "rounds", "mem_bytes", "mem_x_naive", "time_s", "time_x_naive",
@@ -379,7 +471,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
         json.dump({"command": "python -m experiments.pareto " + " ".join(argv),
                    "date": time.strftime("%Y-%m-%d"), "torch": torch.__version__,
-                   "cpu": _cpu(), "rows": rows, "summary": summary}, f, indent=1)
+                   "cpu": _cpu(), "timing": a.timing, "rows": rows, "timings": timings,
+                   "summary": summary}, f, indent=1)
     try:
         plot(summary, out.with_suffix(".png"))
     except ImportError:
