@@ -76,7 +76,8 @@ def _fsdp_worker(rank: int, world: int, port: int, out_dir: str, shard_blocks: b
                      **{k: p.grad.full_tensor() for k, p in w.model.named_parameters()}}
         if wrap:
             out["regions"] = len(fn.plan.regions.regions)
-            # measured costs (the default): every rank must plan on the same ones
+            # every rank must choose the same plan (the default measured costs become
+            # FLOP costs under torch.distributed: times differ between ranks)
             with open(os.path.join(out_dir, f"plan{rank}.txt"), "w") as f:
                 f.write(repr((fn.plan.tree, fn.plan.chain.forward_cost)))
     if rank == 0:

@@ -114,10 +114,10 @@ def optimal(
             if v < best:
                 best, choice = v, k
         if t == n - 1 and not mk[s]:
-            for q, (e, r, v) in enumerate(opts[s]):
+            for q, (e, r, ov) in enumerate(opts[s]):
                 # the rest of the chain and the region's forward hold e; its
-                # recomputation holds e - v (v of them are its saved tensors)
-                if m - e < tr(s, s + 1) or m - e + v < leaf(s):
+                # recomputation holds e - ov (ov of them are its saved tensors)
+                if m - e < tr(s, s + 1) or m - e + ov < leaf(s):
                     continue
                 v = f[s] + (f[s] - r + b[s]) + opt(s + 1, t, m - d(s, s + 1) - e)[0]
                 if v < best:

@@ -167,30 +167,8 @@ def measure(trace: Trace, cache: CostCache | None = None) -> list[float]:
             out.append(name_call.get(op.name, call))
         else:
             out.append(name_rate.get(op.name, elem) * op.elements)
-    return agree_across_ranks(out)
+    return out
 
 
-def agree_across_ranks(costs: list[float]) -> list[float]:
-    """The mean of `costs` over the ranks of the default process group, so that every
-    rank plans on the same costs and chooses the same plan (FSDP's gathers during a
-    recomputation must match across ranks). Unchanged outside torch.distributed, with
-    one rank, or where the ranks' traces differ in length (logged once)."""
-    import torch.distributed as dist
-
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
-        return costs
-    device = (torch.device("cuda", torch.cuda.current_device())
-              if dist.get_backend() == "nccl" else torch.device("cpu"))
-    n = torch.tensor([len(costs), -len(costs)], dtype=torch.float64, device=device)
-    dist.all_reduce(n, op=dist.ReduceOp.MAX)
-    if int(n[0]) != len(costs) or int(-n[1]) != len(costs):
-        logger.warning("tiny_backprop: the ranks traced different forwards; each plans on "
-                       "its own measured costs")
-        return costs
-    t = torch.tensor(costs, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return (t / dist.get_world_size()).tolist()
-
-
-__all__ = ["FLOP_SAMPLES", "NAME_SAMPLES", "REPEATS", "TIME_BUDGET_S", "CostCache",
-           "agree_across_ranks", "measure", "time_signature"]
+__all__ = ["FLOP_SAMPLES", "NAME_SAMPLES", "REPEATS", "TIME_BUDGET_S", "CostCache", "measure",
+           "time_signature"]

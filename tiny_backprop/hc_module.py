@@ -72,8 +72,9 @@ class HCModule(nn.Module):
             region runs the plain forward. May be changed between steps.
         cost_model: how ops are costed for planning: "measured" (the default: seconds
             on the device, each distinct FLOP-free op timed once on real tensors of its
-            shapes, matmuls at a calibrated FLOP rate; under torch.distributed the ranks
-            plan on their mean; see `tiny_backprop.costs`), "flops" (FLOPs, 400 per
+            shapes, matmuls at a calibrated FLOP rate; see `tiny_backprop.costs`; under
+            torch.distributed with several ranks FLOP costs instead, so that every rank
+            plans alike), "flops" (FLOPs, 400 per
             element for random ops, 1 per output element for other ops without a FLOP
             formula; deterministic, no timing) or "elements10" (10 per element).
         cost_cache: with ``cost_model="measured"``, a JSON file keeping the op times
@@ -271,11 +272,28 @@ class HCModule(nn.Module):
                 self._cache.popitem(last=False)
             return entry
 
+    def _planning_costs(self) -> str:
+        """The cost model to plan with: `cost_model`, except that measured times become
+        FLOP costs under torch.distributed with several ranks (times differ between
+        ranks, so their plans could too; FSDP's gathers inside a recomputation must
+        match across ranks). Logged once."""
+        if self.cost_model != "measured":
+            return self.cost_model
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            self._log_once("dist-costs", logging.INFO,
+                           "tiny_backprop: torch.distributed with %d ranks: planning on FLOP "
+                           "costs, the same on every rank (measured times differ between "
+                           "ranks, and so could their plans)", dist.get_world_size())
+            return "flops"
+        return "measured"
+
     def _plan(self, args: tuple, kwargs: dict) -> ModelPlan:
         budget = self._budget
         if not (isinstance(budget, str) and budget.strip().lower() == "auto"):
             return plan_model(self._wrapped, args, kwargs, budget, self.planner,
-                              self.cost_model, cost_cache=self._costs)
+                              self._planning_costs(), cost_cache=self._costs)
         from .device_memory import available_activation_bytes
         from .errors import BudgetError
 
@@ -288,8 +306,9 @@ class HCModule(nn.Module):
         avail = available_activation_bytes(device, model=model, optimizer=self._optimizer,
                                            reserve=self.reserve)
         try:
-            plan = plan_model(model, args, kwargs, avail, self.planner, self.cost_model,
-                              budget_bytes=avail, cost_cache=self._costs)
+            plan = plan_model(model, args, kwargs, avail, self.planner,
+                              self._planning_costs(), budget_bytes=avail,
+                              cost_cache=self._costs)
         except BudgetError as e:
             raise BudgetError(
                 f"budget='auto': {avail} bytes of activations fit on {device} after the "
