@@ -80,6 +80,22 @@ def recompute_extra(trace: Trace, call: CallRecord, items: list[KeepItem] | tupl
     i = saved storages made by ops before i (the block's non-boundary ones, counted from
     the op that made them) + kept bytes of ops >= i; the result is the most of that
     minus the saved bytes at the end."""
+    start, made_at = _saved_made_at(trace, call)
+    kept_at: dict[int, int] = {}
+    for it in items:
+        kept_at[it.op] = kept_at.get(it.op, 0) + it.nbytes
+    saved, kept = start, sum(kept_at.values())
+    most = saved + kept
+    for i in sorted(made_at.keys() | kept_at.keys()):  # held changes only at these ops
+        kept -= kept_at.get(i, 0)
+        saved += made_at.get(i, 0)
+        most = max(most, saved + kept)
+    return max(0, most - saved)
+
+
+def _saved_made_at(trace: Trace, call: CallRecord) -> tuple[int, dict[int, int]]:
+    """(bytes of the call's non-boundary saved storages made before it, {op index: bytes
+    of those made by that op})."""
     boundary = set(call.input_keys) | set(call.output_keys)
     made_at: dict[int, int] = {}
     start = 0
@@ -91,16 +107,7 @@ def recompute_extra(trace: Trace, call: CallRecord, items: list[KeepItem] | tupl
             made_at[i] = made_at.get(i, 0) + nb
         else:
             start += nb
-    kept_at: dict[int, int] = {}
-    for it in items:
-        kept_at[it.op] = kept_at.get(it.op, 0) + it.nbytes
-    saved, kept = start, sum(kept_at.values())
-    most = saved + kept
-    for i in range(call.first_op, call.end_op):
-        kept -= kept_at.get(i, 0)
-        saved += made_at.get(i, 0)
-        most = max(most, saved + kept)
-    return max(0, most - saved)
+    return start, made_at
 
 
 def top_kept_blocks(tree: tuple[Node, ...] | list[Node]) -> list[int]:
@@ -143,13 +150,21 @@ def region_keep_keys(trace: Trace, calls: list[CallRecord], ops: set[int]
 
 
 def items_for(trace: Trace, chain: BlockChain, stages: list[int],
-              element_weight: float, costs: list[float] | None = None) -> list[KeepItem]:
-    """Keepable ops of the chain's block stages `stages` (1-based over blocks)."""
+              element_weight: float, costs: list[float] | None = None,
+              cache: dict[int, list[KeepItem]] | None = None) -> list[KeepItem]:
+    """Keepable ops of the chain's block stages `stages` (1-based over blocks); `cache`
+    (stage -> items) keeps them across calls on the same chain and costs."""
     out: list[KeepItem] = []
     for st in stages:
         if 1 <= st <= len(chain.calls):
+            if cache is not None and st in cache:
+                out.extend(cache[st])
+                continue
             skip = chain.nested[st] if chain.nested else ()
-            out.extend(keepable(trace, chain.calls[st - 1], element_weight, costs, skip))
+            items = keepable(trace, chain.calls[st - 1], element_weight, costs, skip)
+            if cache is not None:
+                cache[st] = items
+            out.extend(items)
     return out
 
 
@@ -185,6 +200,7 @@ def block_options(trace: Trace, chain: BlockChain, element_weight: float,
     bytes less what they add to the block's recomputation (`recompute_extra`).
     """
     solved: dict[tuple, list[tuple[int, float, tuple[int, ...]]]] = {}
+    extra: dict[tuple, int] = {}
     out: list[BlockOption] = []
     for st in range(1, len(chain.calls) + 1):
         call = chain.calls[st - 1]
@@ -216,10 +232,17 @@ def block_options(trace: Trace, chain: BlockChain, element_weight: float,
             solved[key] = pareto
         by_off = {it.op - base: it for it in items}
         limit = float(chain.forward_cost[st])
+        start, made_at = _saved_made_at(trace, call)
+        shape = (key, start, tuple(sorted((i - base, b) for i, b in made_at.items())))
         for nbytes, save, ids in solved[key]:
             picked = tuple(by_off[i] for i in ids)
             # a nested stage's saved bytes follow its sub-regions: no overlap claimed
-            overlap = 0 if skip else nbytes - min(nbytes, recompute_extra(trace, call, picked))
+            if skip:
+                overlap = 0
+            else:
+                if (shape, ids) not in extra:  # identical blocks: once
+                    extra[(shape, ids)] = recompute_extra(trace, call, picked)
+                overlap = nbytes - min(nbytes, extra[(shape, ids)])
             out.append(BlockOption(st, nbytes, min(save, limit), picked, overlap))
     return out
 

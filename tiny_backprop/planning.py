@@ -162,6 +162,7 @@ def _slack_search(trace: Trace, chain: BlockChain, budget_bytes: int, weight: fl
     recompute (one exact knapsack over all of them). Its peak counts every kept byte as
     held at once; returns the cheapest (plan, kept) found."""
     best: tuple[float, Plan, list[KeepItem], float] = (base.total_cost, base, [], 0.0)
+    per_stage: dict[int, list[KeepItem]] = {}
     try:
         minimum = int(_chain_plan(chain, 0, "optimal").peak_bytes)
     except BudgetError as e:
@@ -174,7 +175,7 @@ def _slack_search(trace: Trace, chain: BlockChain, budget_bytes: int, weight: fl
             continue
         if p.peak_bytes > budget_bytes:
             continue
-        items = items_for(trace, chain, top_kept_blocks(p.tree), weight, costs)
+        items = items_for(trace, chain, top_kept_blocks(p.tree), weight, costs, per_stage)
         kept = choose(items, budget_bytes - int(p.peak_bytes))
         kept, net = worth_keeping(trace, chain, p.tree, kept, per_op)
         total = p.total_cost - net
