@@ -1,0 +1,71 @@
+"""The accountant's held peak against the planner's prediction, per model and budget.
+
+    python -m experiments.prediction_accuracy [--out results/prediction_accuracy.txt]
+
+Rows: the 15 small zoo cases of ``tests/test_hc_module.py`` (5 models x budget 1.0, half
+the store-all peak or the minimum where that is larger, and the minimum) and zoo gpt2
+medium at budgets 0.7, 0.5, 0.3, 0.2 and 0.15. Each: HCModule with FLOP costs and
+``track_memory=True``, two steps, the second step's measured peak / the prediction
+(1.0 = exact; never above 1.0 by construction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _ratio(model: torch.nn.Module, args: tuple, kwargs: dict, budget: float | int) -> float:
+    from tiny_backprop import HCModule
+
+    hc = HCModule(model.train(), budget, cost_model="flops", track_memory=True)
+    for _ in range(2):
+        out = hc(*args, **kwargs)
+        (out if isinstance(out, torch.Tensor) else out[0]).backward()
+        model.zero_grad()
+    return hc.last_step_stats().measured_peak_bytes / hc.plan.predicted_peak_bytes
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=None, help="also write the table to this file")
+    a = ap.parse_args(argv)
+    sys.path.insert(0, str(ROOT))
+    from tests._exact import min_budget
+    from tests.test_hc_module import _build, store_all
+    from tiny_backprop import zoo
+
+    torch.set_num_threads(1)
+    lines = [f"# python -m experiments.prediction_accuracy  ({time.strftime('%Y-%m-%d')}, "
+             f"torch {torch.__version__})", "model             budget  measured/predicted"]
+    for name in zoo.MODELS:
+        for budget in (1.0, 0.5, "min"):
+            w = _build(name)
+            b: float | int = budget if budget == 1.0 else 0  # type: ignore[assignment]
+            low = min_budget(copy.deepcopy(w.model), w.args, w.kwargs)
+            if budget == 0.5:
+                b = max(int(0.5 * store_all(w)), low)
+            elif budget == "min":
+                b = low
+            lines.append(f"{name + ' small':<17} {budget!s:<7} "
+                         f"{_ratio(w.model, w.args, w.kwargs, b):.3f}")
+            print(lines[-1], flush=True)
+    for budget in (0.7, 0.5, 0.3, 0.2, 0.15):
+        w = zoo.build("gpt2", "medium")
+        lines.append(f"{'gpt2 medium':<17} {budget!s:<7} "
+                     f"{_ratio(w.model, w.args, w.kwargs, budget):.3f}")
+        print(lines[-1], flush=True)
+    if a.out:
+        Path(a.out).write_text("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
