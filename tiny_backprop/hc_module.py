@@ -74,9 +74,9 @@ class HCModule(nn.Module):
             on the device, each distinct FLOP-free op timed once on real tensors of its
             shapes, matmuls at a calibrated FLOP rate; see `tiny_backprop.costs`; under
             torch.distributed with several ranks FLOP costs instead, so that every rank
-            plans alike), "flops" (FLOPs, 400 per
-            element for random ops, 1 per output element for other ops without a FLOP
-            formula; deterministic, no timing) or "elements10" (10 per element).
+            plans alike), "flops" (FLOPs, 400 per element for random ops, 1 per output
+            element for other ops without a FLOP formula; deterministic, no timing) or
+            "elements10" (10 per element).
         cost_cache: with ``cost_model="measured"``, a JSON file keeping the op times
             across processes (None: kept in memory for this HCModule only).
         max_plans: input signatures whose plans are kept (LRU).

@@ -37,9 +37,12 @@ MASK_OPS = frozenset({"aten.bernoulli_", "aten.bernoulli"})
 
 
 def _as_mask(v: Any) -> Any:
-    if isinstance(v, torch.Tensor) and v.dtype != torch.bool and not v.is_complex():
+    """`v` as a `_Mask` (a new bool tensor); a bool or complex tensor as a copy."""
+    if not isinstance(v, torch.Tensor):
+        return v
+    if v.dtype != torch.bool and not v.is_complex():
         return _Mask(v.detach().to(torch.bool), v.dtype)
-    return v
+    return v.detach().clone()  # never the tensor an in-place op may write again
 
 
 class _Mask:
