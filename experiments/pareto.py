@@ -214,7 +214,11 @@ def merge_times(summary: list[dict[str, Any]], timings: dict[str, dict[str, Any]
     range and CV over the measured steps) and recompute time x naive."""
     for r in summary:
         ts = timings.get(r["workload"], {}).get(r["mode"])
-        if "error" in r or not isinstance(ts, list) or not ts:
+        if "error" in r:
+            continue
+        if not isinstance(ts, list) or not ts:  # say where this point's time came from
+            r["time_note"] = ("timing run failed: " + str((ts or {}).get("error", "no steps"))
+                              + "; time from the memory process")
             continue
         r["time_s"] = statistics.median(ts)
         r["time_min_s"], r["time_max_s"] = min(ts), max(ts)
@@ -320,8 +324,9 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def markdown(summary: list[dict[str, Any]]) -> str:
     """Per workload: a table of every point (memory and time as multiples of naive, the
-    time range over rounds, the CV of the rounds' times, the first step's memory), then
-    each peer against tiny's fastest point at no more memory."""
+    time range and CV over the timing run's steps, or over the rounds with per-process
+    timing, the first step's memory), then each peer against tiny's fastest point at no
+    more memory."""
     out: list[str] = []
     for wl in sorted({r["workload"] for r in summary}):
         rs = [r for r in summary if r["workload"] == wl]
