@@ -209,3 +209,18 @@ def test_pareto_markdown_compares_each_peer_with_tiny_at_no_more_memory():
     assert "| sac | 0.600 | 1.100 | tiny@0.5 | 0.500 | 1.150 | no |" in text
     assert "| tiny@0.7 | 0.700 | 1.050 |" in text
     assert "No result (below the planner's minimum or failed): tiny@0.1." in text
+
+
+def test_pareto_merge_times_uses_the_interleaved_steps():
+    from experiments.pareto import merge_times, summarize
+
+    rows = [{"workload": "w", "mode": m, "mem_bytes": 10, "time_s": 9.0, "time_std_s": 0.0,
+             "first_step_mem_bytes": 10, "round": 0} for m in ("naive", "tiny@0.5", "sac")]
+    summary = summarize(rows)
+    merge_times(summary, {"w": {"naive": [1.0, 1.2, 1.1], "tiny@0.5": [1.4, 1.2, 1.3],
+                                "sac": {"error": "boom"}}})
+    by = {r["mode"]: r for r in summary}
+    assert by["naive"]["time_s"] == 1.1 and by["tiny@0.5"]["time_s"] == 1.3
+    assert abs(by["tiny@0.5"]["time_x_naive"] - 1.3 / 1.1) < 1e-12
+    assert by["tiny@0.5"]["time_min_s"] == 1.2 and by["tiny@0.5"]["time_steps"] == 3
+    assert "boom" in by["sac"]["time_note"] and by["sac"]["time_s"] == 9.0
