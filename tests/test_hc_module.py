@@ -516,7 +516,8 @@ def test_kept_dropout_mask_is_held_as_bool_and_served_exactly() -> None:
 def test_kept_ops_are_predicted_to_the_byte_where_they_become_saved_tensors(budget) -> None:
     """A one-block region's kept outputs that its recomputation saves again are not held
     twice (`options.recompute_extra`): the accountant's peak is within 1% of the plan's
-    prediction, never above it (0.965 at 0.3 when every kept byte counted twice)."""
+    prediction, never above it (without the overlap, at 0.3 the plan kept no op output
+    and the peak was 0.965 of its prediction)."""
     w = zoo.build("gpt2", "small")
     model = w.model.train()
     hc = HCModule(model, budget, cost_model="flops", track_memory=True)
