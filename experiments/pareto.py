@@ -224,12 +224,7 @@ def merge_times(summary: list[dict[str, Any]], timings: dict[str, dict[str, Any]
         r["time_min_s"], r["time_max_s"] = min(ts), max(ts)
         r["time_cv_pct"] = 100 * statistics.pstdev(ts) / statistics.mean(ts)
         r["time_steps"] = len(ts)
-    for wl in {r["workload"] for r in summary}:
-        base = next((r for r in summary if r["workload"] == wl and r["mode"] == "naive"
-                     and "error" not in r), None)
-        for r in summary:
-            if r["workload"] == wl and base and "error" not in r:
-                r["time_x_naive"] = r["time_s"] / base["time_s"]
+    _ratios_to_naive(summary, ("time",))
 
 
 def _run_timing(workload: str, modes: list[str], warmup: int, steps: int, seed: int
@@ -292,6 +287,19 @@ def modes_for(workload: str, budgets: list[float], flops: list[float]) -> list[s
     return out + [f"tiny@{b}" for b in budgets] + [f"tinyf@{b}" for b in flops]
 
 
+def _ratios_to_naive(summary: list[dict[str, Any]], what: tuple[str, ...]) -> None:
+    """Set `<what>_x_naive` of every point without an error: its figure over naive's in
+    the same workload ("mem": mem_bytes, "time": time_s)."""
+    field = {"mem": "mem_bytes", "time": "time_s"}
+    for wl in {r["workload"] for r in summary}:
+        base = next((r for r in summary if r["workload"] == wl and r["mode"] == "naive"
+                     and "error" not in r), None)
+        for r in summary:
+            if r["workload"] == wl and base and "error" not in r:
+                for w in what:
+                    r[f"{w}_x_naive"] = r[field[w]] / base[field[w]]
+
+
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Medians over rounds per (workload, mode), with ratios to naive."""
     keyed: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -312,13 +320,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "mem_bytes": int(statistics.median(r["mem_bytes"] for r in ok)),
                     "first_step_mem_bytes": int(statistics.median(
                         r["first_step_mem_bytes"] for r in ok))})
-    for wl in {r["workload"] for r in out}:
-        base = next((r for r in out if r["workload"] == wl and r["mode"] == "naive"
-                     and "error" not in r), None)
-        for r in out:
-            if r["workload"] == wl and base and "error" not in r:
-                r["mem_x_naive"] = r["mem_bytes"] / base["mem_bytes"]
-                r["time_x_naive"] = r["time_s"] / base["time_s"]
+    _ratios_to_naive(out, ("mem", "time"))
     return sorted(out, key=lambda r: (r["workload"], r.get("mem_x_naive", 9)))
 
 

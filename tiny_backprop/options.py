@@ -34,11 +34,6 @@ class KeepItem:
     cost: float
 
 
-def op_cost(op: OpRecord, element_weight: float) -> float:
-    """Cost of one op in FLOP-equivalents (the chain's unit)."""
-    return flop_cost(op, element_weight)
-
-
 def kept_bytes(op: OpRecord) -> int:
     """Bytes the keep policy holds for `op`'s output: a 0/1 draw (`MASK_OPS`) as bool,
     one byte per element; otherwise its new storages (or, in place, its first
@@ -63,7 +58,7 @@ def keepable(trace: Trace, call: CallRecord, element_weight: float,
         nbytes = kept_bytes(op)
         if op.data_dependent or nbytes <= 0:
             continue
-        c = op_cost(op, element_weight) if costs is None else costs[op.index]
+        c = flop_cost(op, element_weight) if costs is None else costs[op.index]
         if c > 0:
             out.append(KeepItem(call.index, op.index, nbytes, c))
     return out
