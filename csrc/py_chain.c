@@ -115,6 +115,8 @@ static void chain_free_arrays(tb_chain_object *self)
     PyMem_Free(self->opt_bytes);
     PyMem_Free(self->opt_save);
     PyMem_Free(self->opt_overlap);
+    PyMem_Free(self->w);
+    self->w = NULL;
     self->f = self->b = NULL;
     self->x = self->g = self->live = NULL;
     self->mk = NULL;
@@ -340,13 +342,13 @@ tb_chain tb_py_chain_view(const tb_chain_object *self, int transient)
     tb_chain c = {self->n,      self->f,    self->b,   self->x,
                   self->g,      self->mk,   self->n_live, self->live,
                   transient != 0, self->n_opt, self->opt_first, self->opt_bytes,
-                  self->opt_save, self->opt_overlap};
+                  self->opt_save, self->opt_overlap, self->w};
     return c;
 }
 
 /* Fills self from the fields. 0, or -1 with an exception (self's arrays then freed). */
 static int chain_fill(tb_chain_object *self, PyObject *f, PyObject *b, PyObject *x, PyObject *g,
-                      PyObject *mk, PyObject *live, PyObject *options)
+                      PyObject *mk, PyObject *live, PyObject *options, PyObject *working)
 {
     Py_ssize_t n = -1;
     if ((self->f = parse_field(f, "forward_cost", &n, 'c')) == NULL ||
@@ -355,6 +357,9 @@ static int chain_fill(tb_chain_object *self, PyObject *f, PyObject *b, PyObject 
         (self->g = parse_field(g, "saved_bytes", &n, 's')) == NULL)
         goto error;
     if (mk != NULL && mk != Py_None && (self->mk = parse_field(mk, "must_keep", &n, 'b')) == NULL)
+        goto error;
+    if (working != NULL && working != Py_None &&
+        (self->w = parse_field(working, "working_bytes", &n, 's')) == NULL)
         goto error;
     self->n = (size_t)n;
     self->n_live = 0;
@@ -388,8 +393,8 @@ static int chain_fill(tb_chain_object *self, PyObject *f, PyObject *b, PyObject 
     tb_status st = tb_chain_check(&view);
     if (st == TB_ERR_OVERFLOW) {
         PyErr_SetString(PyExc_ValueError,
-                        "input_bytes, saved_bytes, live_intervals: the sum of all byte counts "
-                        "must stay <= 2**52");
+                        "input_bytes, saved_bytes, live_intervals, options, working_bytes: "
+                        "the sum of all byte counts must stay <= 2**52");
         goto error;
     }
     if (st != TB_OK) {
@@ -420,16 +425,18 @@ static PyObject *chain_alloc(PyTypeObject *type)
     self->opt_bytes = NULL;
     self->opt_save = NULL;
     self->opt_overlap = NULL;
+    self->w = NULL;
     return (PyObject *)self;
 }
 
 PyObject *tb_py_chain_from_fields(PyTypeObject *type, PyObject *f, PyObject *b, PyObject *x,
-                                  PyObject *g, PyObject *mk, PyObject *live, PyObject *options)
+                                  PyObject *g, PyObject *mk, PyObject *live, PyObject *options,
+                                  PyObject *working)
 {
     PyObject *self = chain_alloc(type);
     if (self == NULL)
         return NULL;
-    if (chain_fill((tb_chain_object *)self, f, b, x, g, mk, live, options) < 0) {
+    if (chain_fill((tb_chain_object *)self, f, b, x, g, mk, live, options, working) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -439,12 +446,13 @@ PyObject *tb_py_chain_from_fields(PyTypeObject *type, PyObject *f, PyObject *b, 
 static PyObject *chain_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"forward_cost", "backward_cost", "input_bytes", "saved_bytes",
-                             "must_keep", "live_intervals", "options", NULL};
+                             "must_keep", "live_intervals", "options", "working_bytes", NULL};
     PyObject *f, *b, *x, *g, *mk = Py_None, *live = Py_None, *options = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|$OOO:Chain", kwlist, &f, &b, &x, &g, &mk,
-                                     &live, &options))
+    PyObject *working = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|$OOOO:Chain", kwlist, &f, &b, &x, &g,
+                                     &mk, &live, &options, &working))
         return NULL;
-    return tb_py_chain_from_fields(type, f, b, x, g, mk, live, options);
+    return tb_py_chain_from_fields(type, f, b, x, g, mk, live, options, working);
 }
 
 static void chain_dealloc(PyObject *op)
@@ -521,6 +529,14 @@ static PyObject *get_saved_bytes(PyObject *op, void *Py_UNUSED(closure))
     return sizes_tuple(((tb_chain_object *)op)->g, ((tb_chain_object *)op)->n);
 }
 
+static PyObject *get_working_bytes(PyObject *op, void *Py_UNUSED(closure))
+{
+    tb_chain_object *self = (tb_chain_object *)op;
+    if (self->w == NULL)
+        Py_RETURN_NONE;
+    return sizes_tuple(self->w, self->n);
+}
+
 static PyObject *get_must_keep(PyObject *op, void *Py_UNUSED(closure))
 {
     tb_chain_object *self = (tb_chain_object *)op;
@@ -591,17 +607,19 @@ static PyGetSetDef chain_getset[] = {
     {"saved_bytes", get_saved_bytes, NULL, "Per-stage saved bytes (tuple of ints).", NULL},
     {"must_keep", get_must_keep, NULL, "Per-stage must_keep flags (tuple of bools) or None.",
      NULL},
+    {"working_bytes", get_working_bytes, NULL,
+     "Per-stage working bytes of the backward (tuple of ints) or None.", NULL},
     {"live_intervals", get_live_intervals, NULL,
      "(producer, last_user, bytes) triples (tuple) or None for a plain chain.", NULL},
     {"options", get_options, NULL,
-     "(stage, bytes, save) triples of single-stage top-level regions, grouped by stage "
+     "(stage, bytes, save, overlap) of single-stage top-level regions, grouped by stage "
      "(tuple), or None.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 PyDoc_STRVAR(chain_doc,
 "Chain(forward_cost, backward_cost, input_bytes, saved_bytes, *, must_keep=None,\n"
-"      live_intervals=None, options=None)\n\n"
+"      live_intervals=None, options=None, working_bytes=None)\n\n"
 "An immutable chain of stages, copied and validated once; pass it to plan_chain,\n"
 "simulate and min_budget instead of the four lists. Costs: numbers, finite, >= 0, whose\n"
 "sum stays <= DBL_MAX / 4 / (L + 1); sizes: ints in [0, 2**52] bytes (their total too);\n"
@@ -609,8 +627,10 @@ PyDoc_STRVAR(chain_doc,
 "0 <= producer < last_user < L; options: (stage, bytes, save) tuples, stage < L,\n"
 "0 <= save <= forward_cost[stage]: a region of that one stage at the top level may keep\n"
 "`bytes` more from its forward to its backward and recompute for `save` less (options\n"
-"are numbered per stage in the order given). TypeError / ValueError name the field and\n"
-"the index.");
+"are numbered per stage in the order given; a 4th entry, overlap <= bytes, is the part\n"
+"of them that the stage's recomputation saves again); working_bytes: ints, per stage\n"
+"the bytes its backward needs beyond its saved ones (gradients in flight). TypeError /\n"
+"ValueError name the field and the index.");
 
 static PyType_Slot chain_slots[] = {
     {Py_tp_new, chain_new},

@@ -46,7 +46,8 @@ static int is_chain_call(PyObject *module, PyObject *args, PyObject *kwds)
 static int chain_from_fields(PyObject *module, PyObject *f, PyObject *b, PyObject *x,
                              PyObject *g, PyObject *mk, PyObject *live, chain_arg *ca)
 {
-    PyObject *c = tb_py_chain_from_fields(chain_type(module), f, b, x, g, mk, live, NULL);
+    PyObject *c = tb_py_chain_from_fields(chain_type(module), f, b, x, g, mk, live, NULL,
+                                           NULL);
     if (c == NULL)
         return -1;
     ca->obj = (tb_chain_object *)c;

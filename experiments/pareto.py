@@ -166,9 +166,13 @@ def worker(workload: str, mode: str, warmup: int, steps: int) -> dict[str, Any]:
         if i >= warmup:
             times.append(dt)
             mems.append(grow)
-    return {"workload": workload, "mode": mode, "time_s": statistics.median(times),
-            "time_std_s": statistics.pstdev(times), "mem_bytes": int(statistics.median(mems)),
-            "first_step_mem_bytes": first_mem}
+    out = {"workload": workload, "mode": mode, "time_s": statistics.median(times),
+           "time_std_s": statistics.pstdev(times), "mem_bytes": int(statistics.median(mems)),
+           "first_step_mem_bytes": first_mem}
+    plan = getattr(fn, "plan", None)
+    if plan is not None:  # tiny: the planner's predicted peak (bytes, working included)
+        out["predicted_bytes"] = int(plan.predicted_peak_bytes)
+    return out
 
 
 def time_worker(workload: str, modes: list[str], warmup: int, steps: int, seed: int
@@ -320,6 +324,9 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "mem_bytes": int(statistics.median(r["mem_bytes"] for r in ok)),
                     "first_step_mem_bytes": int(statistics.median(
                         r["first_step_mem_bytes"] for r in ok))})
+        if "predicted_bytes" in ok[0]:
+            out[-1]["predicted_bytes"] = ok[0]["predicted_bytes"]
+            out[-1]["mem_x_predicted"] = out[-1]["mem_bytes"] / max(1, ok[0]["predicted_bytes"])
     _ratios_to_naive(out, ("mem", "time"))
     return sorted(out, key=lambda r: (r["workload"], r.get("mem_x_naive", 9)))
 
@@ -468,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     keys = ["workload", "mode", "rounds", "mem_bytes", "mem_x_naive", "time_s", "time_x_naive",
-            "time_min_s", "time_max_s", "time_cv_pct", "first_step_mem_bytes", "error"]
+            "time_min_s", "time_max_s", "time_cv_pct", "first_step_mem_bytes",
+            "predicted_bytes", "mem_x_predicted", "error"]
     with open(out.with_suffix(".csv"), "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=keys)
         wr.writeheader()

@@ -30,7 +30,7 @@ def _ratio(model: torch.nn.Module, args: tuple, kwargs: dict, budget: float | in
         out = hc(*args, **kwargs)
         (out if isinstance(out, torch.Tensor) else out[0]).backward()
         model.zero_grad()
-    return hc.last_step_stats().measured_peak_bytes / hc.plan.predicted_peak_bytes
+    return hc.last_step_stats().measured_peak_bytes / hc.plan.predicted_held_bytes
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,12 +43,14 @@ def test_zoo_models_train_exactly_like_the_model(name, budget) -> None:
         assert hc.plan.regions, "a budget under store-all must recompute something"
     if hc.plan.regions:
         assert stats.n_recomputes > 0
-    # the accountant's peak never exceeds the budget or the prediction; the chain model
-    # over-predicts by at most 25% (the U-Net's skips at its minimum: 24%; 10 of the 15
-    # cases are within 5%)
-    predicted = hc.plan.predicted_peak_bytes
+    # the accountant's peak never exceeds the budget or the held prediction; the chain
+    # model over-predicts the held bytes by at most 35% (the transformer at its minimum,
+    # a nested plan: measured 0.68 of the prediction; 9 of the 15 cases are within 5%,
+    # results/prediction_accuracy.txt)
+    predicted = hc.plan.predicted_held_bytes
+    assert stats.predicted_peak_bytes == predicted <= hc.plan.predicted_peak_bytes
     assert stats.measured_peak_bytes <= min(predicted, hc.plan.budget_bytes)
-    assert stats.measured_peak_bytes >= 0.75 * predicted
+    assert stats.measured_peak_bytes >= 0.65 * predicted
 
 
 def test_untracked_steps_are_exact_too() -> None:
@@ -208,7 +210,7 @@ def test_budget_below_minimum_is_budget_error() -> None:
 
 def test_plans_are_cached_per_signature_lru() -> None:
     model = _Chain()
-    hc = HCModule(model, 0.5, max_plans=2)
+    hc = HCModule(model, 0.8, max_plans=2)
     for n in (2, 3, 4, 3):
         loss_of(hc(torch.randn(n, 8))).backward()
     assert len(hc._cache) == 2
@@ -286,7 +288,7 @@ def test_memory_timeline_follows_the_step() -> None:
     assert "region_forward" in kinds and "recompute" in kinds and "backward" in kinds
     peak = max(e.measured_bytes for e in tl)
     assert peak <= hc.last_step_stats().measured_peak_bytes
-    assert tl[-1].measured_bytes == 0 and tl[-1].predicted_bytes == hc.plan.predicted_peak_bytes
+    assert tl[-1].measured_bytes == 0 and tl[-1].predicted_bytes == hc.plan.predicted_held_bytes
     n_regions = len(hc.plan.regions.regions)
     assert kinds.count("recompute") == 2 * n_regions
     pytest.importorskip("matplotlib")
@@ -439,7 +441,8 @@ def test_nested_sub_module_regions_lower_the_minimum_and_stay_exact() -> None:
     from tiny_backprop.planning import plan_trace
     from tiny_backprop.trace import trace_model
 
-    w = zoo.build("gpt2", "small")
+    # the transformer (no LM head): at gpt2's minimum the LM head's backward binds
+    w = zoo.build("transformer", "small")
     tr = trace_model(w.model.train(), w.args, w.kwargs)
     nested = block_chain(w.model, tr, nested=True)
     assert any(nested.nested) and max(nested.saved_bytes[1:-1]) < max(
@@ -512,12 +515,13 @@ def test_kept_dropout_mask_is_held_as_bool_and_served_exactly() -> None:
     assert kept_bytes(op) == x.numel()
 
 
-@pytest.mark.parametrize("budget", [0.5, 0.3])
+@pytest.mark.parametrize("budget", [0.5, 0.45])
 def test_kept_ops_are_predicted_to_the_byte_where_they_become_saved_tensors(budget) -> None:
     """A one-block region's kept outputs that its recomputation saves again are not held
     twice (`options.recompute_extra`): the accountant's peak is within 1% of the plan's
-    prediction, never above it (without the overlap, at 0.3 the plan kept no op output
-    and the peak was 0.965 of its prediction)."""
+    prediction of held bytes, never above it (without the overlap, at the budget that
+    was 0.3 before working bytes were modelled, the plan kept no op output and the peak
+    was 0.965 of its prediction)."""
     w = zoo.build("gpt2", "small")
     model = w.model.train()
     hc = HCModule(model, budget, cost_model="flops", track_memory=True)
@@ -525,5 +529,5 @@ def test_kept_ops_are_predicted_to_the_byte_where_they_become_saved_tensors(budg
         loss_of(hc(*w.args)).backward()
         model.zero_grad()
     assert hc.plan.kept_ops > 0
-    measured, predicted = hc.last_step_stats().measured_peak_bytes, hc.plan.predicted_peak_bytes
+    measured, predicted = hc.last_step_stats().measured_peak_bytes, hc.plan.predicted_held_bytes
     assert 0.99 * predicted <= measured <= predicted

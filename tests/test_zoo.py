@@ -48,4 +48,6 @@ def test_chain_store_all_matches_the_trace(name):
     trace = trace_model(w.model.train(), w.args, w.kwargs)
     saved = trace.input_bytes + trace.saved_bytes
     full = plan_trace(w.model, trace, 1.0, planner="store_all")
-    assert abs(full.peak_bytes - saved) <= 0.1 * saved, (full.peak_bytes, saved)
+    held = full.predicted_held_bytes  # the backward's gradients in flight left out
+    assert abs(held - saved) <= 0.1 * saved, (held, saved)
+    assert full.predicted_peak_bytes >= held

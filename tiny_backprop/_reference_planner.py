@@ -48,11 +48,14 @@ def transient_fn(d: Callable[[int, int], int], on: bool) -> Callable[[int, int],
 
 
 def leaf_fn(
-    g: Sequence[int], d: Callable[[int, int], int], n: int, on: bool
+    g: Sequence[int], d: Callable[[int, int], int], n: int, on: bool,
+    w: Sequence[int] | None = None,
 ) -> Callable[[int], int]:
-    """Bytes the last stage s of a sequence holds while it runs: g[s], plus with the
-    transient term and s < n-1 (inside a recomputation) the new copy of its output."""
-    return lambda s: g[s] + (d(s, s + 1) if on and s + 1 < n else 0)
+    """Bytes the last stage s of a sequence needs while it runs: g[s] plus the larger of
+    its backward's working bytes w[s] and, with the transient term and s < n-1 (inside a
+    recomputation), the new copy of its output."""
+    work = list(w) if w is not None else [0] * n
+    return lambda s: g[s] + max(work[s], d(s, s + 1) if on and s + 1 < n else 0)
 
 
 def discretise(
@@ -78,18 +81,20 @@ def optimal(
     live: Live | None = None,
     transient: bool = False,
     options: Options | None = None,
+    working: Sequence[int] | None = None,
 ) -> tuple[float, tuple[Node, ...] | None]:
     """The model's optimum for integer sizes and an integer budget (no discretisation).
 
     `x` may be sizes in slots with `live` None, or with `live` given `d` is built from
     it (then only x[0] is read). `options[s]`: stage s's (bytes, save) options, open to
-    a one-stage region at the top level. Returns (cost, tree); (inf, None) when no
-    schedule fits.
+    a one-stage region at the top level. `working[s]`: bytes stage s's backward needs
+    beyond g[s]. Returns (cost, tree); (inf, None) when no schedule fits.
     """
     n = len(f)
     d = new_bytes(x, live)
     tr = transient_fn(d, transient)
-    leaf = leaf_fn(g, d, n, transient)
+    leaf = leaf_fn(g, d, n, transient, working)
+    work = list(working) if working is not None else [0] * n
     mk = list(must_keep) if must_keep is not None else [False] * n
     opts = ([[_option(q) for q in o] for o in options] if options is not None
             else [[] for _ in range(n)])
@@ -103,7 +108,8 @@ def optimal(
             return INF, -1
         if s == t:
             return (f[s] + b[s] if leaf(s) <= m else INF), -1
-        best = f[s] + b[s] + opt(s + 1, t, m - g[s] - d(s, s + 1))[0]
+        best = (f[s] + b[s] + opt(s + 1, t, m - g[s] - d(s, s + 1))[0]
+                if g[s] + work[s] <= m else INF)
         choice = -1
         for k in range(s + 1, t + 1):
             if any(mk[s:k]):
@@ -160,15 +166,18 @@ def simulate(
     live: Live | None = None,
     transient: bool = False,
     options: Options | None = None,
+    working: Sequence[int] | None = None,
 ) -> tuple[float, int]:
     """Replay a plan tree: (total cost, peak bytes held, the chain input included).
     A region's option q (`options[stage][q]` = (bytes, save[, overlap])) holds its bytes
     from the region's start to its backward and takes `save` off its recomputation;
-    inside the recomputation `overlap` of the bytes are the stage's saved ones."""
+    inside the recomputation `overlap` of the bytes are the stage's saved ones. Each
+    stage's backward adds its `working` bytes to what is held then."""
     d = new_bytes(x, live)
     tr = transient_fn(d, transient)
     n = len(f)
-    leaf = leaf_fn(g, d, n, transient)
+    leaf = leaf_fn(g, d, n, transient, working)
+    work = list(working) if working is not None else [0] * n
 
     def seq(nodes: Sequence[Node], s: int, t: int, held: int) -> tuple[float, int]:
         cost, peak, cur, nxt = 0.0, held, held, s
@@ -180,6 +189,7 @@ def simulate(
                 if i == t:
                     peak = max(peak, cur + leaf(i))
                 else:
+                    peak = max(peak, cur + g[i] + work[i])  # its backward, later
                     cur += g[i] + d(i, i + 1)
                     peak = max(peak, cur)
                 nxt = i + 1
@@ -216,19 +226,21 @@ def min_budget(
     must_keep: Sequence[bool] | None = None,
     live: Live | None = None,
     transient: bool = False,
+    working: Sequence[int] | None = None,
 ) -> int:
     """Smallest budget in bytes for which the model has a schedule."""
     n = len(x)
     d = new_bytes(x, live)
     tr = transient_fn(d, transient)
-    leaf = leaf_fn(g, d, n, transient)
+    leaf = leaf_fn(g, d, n, transient, working)
+    work = list(working) if working is not None else [0] * n
     mk = list(must_keep) if must_keep is not None else [False] * n
 
     @cache
     def mm(s: int, t: int) -> int:
         if s == t:
             return leaf(s)
-        best = g[s] + d(s, s + 1) + mm(s + 1, t)
+        best = max(g[s] + d(s, s + 1) + mm(s + 1, t), g[s] + work[s])
         for k in range(s + 1, t + 1):
             if any(mk[s:k]):
                 break

@@ -59,6 +59,9 @@ class BlockChain:
             what the block holds with them (its other saved tensors, their inputs, and
             the largest one's saved tensors while it is recomputed) and b_i includes
             their forward, run again in backward.
+        working_bytes: per stage, w_i: the most bytes its backward needs beyond g_i
+            (gradients in flight, less the saved tensors already freed; `working_bytes`);
+            empty = none recorded.
     """
 
     container: str
@@ -71,6 +74,7 @@ class BlockChain:
     store_all_bytes: int
     live_intervals: tuple[tuple[int, int, int], ...] = ()
     nested: tuple[tuple[CallRecord, ...], ...] = ()
+    working_bytes: tuple[int, ...] = ()
 
     @property
     def never_recompute(self) -> list[bool]:
@@ -190,12 +194,14 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
         per_stage[st][sid] = nbytes
     kids: list[tuple[CallRecord, ...]] = [()] * (n + 2)
     back = [2.0 * f for f in cost]
+    apart: set[int] = set()  # saved storages of the sub-module calls recomputed apart
     if nested:
         for k, c in enumerate(calls):
             chosen, g = _nested_children(trace, c, per_stage[k + 1], boundary)
             if chosen:
                 kids[k + 1] = tuple(chosen)
                 saved[k + 1] = g
+                apart.update(sid for ch in chosen for sid in ch.saved if sid in per_stage[k + 1])
                 back[k + 1] += sum(
                     op_costs[op.index] if op_costs is not None else flop_cost(op, weight)
                     for ch in chosen for op in trace.ops[ch.first_op:ch.end_op])
@@ -223,13 +229,75 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
         if u > j:
             live[(j, u)] = live.get((j, u), 0) + nbytes
     intervals = tuple((j, u, b) for (j, u), b in sorted(live.items()))
+    stage_of = [stage_at(op.call, op.index) for op in ops]
+    # a nested block's g already counts its largest sub-module call's saved bytes: only
+    # its other saved tensors are freed as its backward runs
+    saved_at = [(sid, nbytes, stage_at(call, pos), pos) for sid, nbytes, call, pos
+                in trace.saved_order if sid not in boundary and sid not in apart]
+    work = working_bytes(trace, stage_of, saved_at, n + 2)
     return BlockChain(
         container=container, calls=tuple(calls),
         forward_cost=tuple(cost), backward_cost=tuple(back),
         input_bytes=tuple(x), saved_bytes=tuple(saved),
         must_keep=(True,) + (False,) * n + (True,),
         store_all_bytes=trace.input_bytes + trace.saved_bytes,
-        live_intervals=intervals, nested=tuple(kids) if nested else ())
+        live_intervals=intervals, nested=tuple(kids) if nested else (),
+        working_bytes=tuple(work) if any(work) else ())
+
+
+def working_bytes(trace: Trace, stage_of: list[int],
+                  saved: list[tuple[int, int, int, int]], n_stages: int) -> list[int]:
+    """Per stage, the most bytes its backward holds beyond its saved bytes (bytes).
+
+    The backward is replayed op by op in reverse. The gradient of an activation storage
+    that requires grad lives from the backward of its last reader (in forward order) to
+    that of its producer; an op's backward also makes a gradient of each parameter it
+    reads before accumulating it. A saved tensor is freed once the backward of the first
+    op that saved it has run. w_s = max over the ops of stage s of (gradients live then)
+    minus (stage s's saved bytes freed by then), at least 0.
+
+    `stage_of[i]`: the stage of op i; `saved`: (storage key, bytes, stage, ops run when
+    it was saved) of the saved tensors the stages' g count (boundaries left out).
+    """
+    ops = trace.ops
+    n = len(ops)
+    last: dict[int, int] = {}
+    size: dict[int, int] = {}
+    for op in ops:
+        for sid, nbytes in op.grad_inputs:
+            last[sid] = op.index
+            size[sid] = nbytes
+    diff = [0] * (n + 1)
+    for sid, r in last.items():
+        p = trace.produced.get(sid, 0)  # a model input: from the start
+        if p <= r:
+            diff[p] += size[sid]
+            diff[r + 1] -= size[sid]
+    live = [0] * n
+    cur = 0
+    for i in range(n):
+        cur += diff[i]
+        live[i] = cur
+    # a saved storage is freed after the backward of the first op that saved it (an
+    # input saved before the op ran counts from the op before: never freed too early)
+    first: dict[int, tuple[int, int, int]] = {}
+    for sid, nbytes, st, pos in saved:
+        q = max(0, pos - 1)
+        if sid not in first or q < first[sid][0]:
+            first[sid] = (q, st, nbytes)
+    frees: dict[int, list[tuple[int, int]]] = {}
+    for q, st, nbytes in first.values():
+        frees.setdefault(q, []).append((st, nbytes))
+    work = [0] * n_stages
+    freed = [0] * n_stages
+    for i in range(n - 1, -1, -1):
+        s = stage_of[i]
+        need = live[i] + ops[i].param_grad_bytes - freed[s]
+        if need > work[s]:
+            work[s] = need
+        for st, nbytes in frees.get(i, ()):
+            freed[st] += nbytes
+    return work
 
 
 def _occurrences(trace: Trace, scope: list[CallRecord] | None, targets: list[CallRecord]

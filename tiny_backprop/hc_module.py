@@ -203,14 +203,14 @@ class HCModule(nn.Module):
     def last_step_stats(self) -> StepStats:
         """Measured peak, predicted peak and recompute figures of the last step."""
         plan = self.plan
-        return self._tracker.stats(None if plan is None else plan.predicted_peak_bytes)
+        return self._tracker.stats(None if plan is None else plan.predicted_held_bytes)
 
     def memory_timeline(self) -> list:
         """Held activation bytes at each event of the last step run with
         ``track_memory=True`` (`tiny_backprop.timeline.TimelineEvent` list; empty when
         the last step was not tracked). ``measured_bytes`` is the accountant's count;
         ``predicted_bytes`` is None except on the final ``step_end`` event, which carries
-        the plan's predicted peak. Draw it with `tiny_backprop.timeline.plot_timeline`."""
+        the plan's predicted peak of held bytes. Draw it with `tiny_backprop.timeline.plot_timeline`."""
         from .timeline import TimelineEvent
 
         events = list(self._tracker.events)
@@ -219,7 +219,7 @@ class HCModule(nn.Module):
         out = [TimelineEvent(i, k, r, b, None) for i, (k, r, b) in enumerate(events)]
         plan = self.plan
         out.append(TimelineEvent(len(out), "step_end", "", self._tracker.acct.live_bytes,
-                                 None if plan is None else plan.predicted_peak_bytes))
+                                 None if plan is None else plan.predicted_held_bytes))
         return out
 
     def _log_once(self, key: str, level: int, msg: str, *args: Any) -> None:

@@ -113,13 +113,17 @@ class Plan:
         planner: the planner that made it.
         num_stages: L.
         budget_bytes: the budget asked for (bytes).
-        peak_bytes: peak bytes held, from the C simulator (exact bytes, not slots).
+        peak_bytes: peak bytes held, from the C simulator (exact bytes, not slots),
+            each stage's backward working bytes included.
         total_cost: forward + recompute + backward cost (chain's units), simulated.
         recompute_cost: total_cost minus one forward and one backward of every stage.
         planned_cost: the DP's value (optimal) or the simulated cost (baselines).
         plan_time_s: seconds spent planning.
         slots: memory discretisation used by the optimal DP.
         chain: the StageChain planned (set by `plan`, None from `plan_chain`).
+        held_peak_bytes: the peak of the held bytes alone (saved tensors, boundaries and
+            kept outputs, no working bytes): what the runtime's accountant measures.
+            -1 = the same as `peak_bytes` (a chain without working bytes).
     """
 
     tree: tuple[Node, ...]
@@ -133,6 +137,11 @@ class Plan:
     plan_time_s: float
     slots: int
     chain: Any = None
+    held_peak_bytes: int = -1
+
+    def __post_init__(self) -> None:
+        if self.held_peak_bytes < 0:
+            object.__setattr__(self, "held_peak_bytes", int(self.peak_bytes))
 
     @property
     def predicted_peak_bytes(self) -> int:
@@ -246,6 +255,7 @@ def plan_chain(
     live_intervals: Sequence[tuple[int, int, int]] | None = None,
     transient: bool = False,
     options: Sequence[tuple] | None = None,
+    working_bytes: Sequence[int] | None = None,
 ) -> Plan:
     """Plan a chain of stages under a memory budget.
 
@@ -274,6 +284,9 @@ def plan_chain(
             when it is recomputed (so they are not held twice then). The DP
             (planner="optimal") picks at most one option per such region, and
             `Region.option` says which (options numbered per stage in the order given).
+        working_bytes: per stage, the bytes its backward needs beyond its saved bytes
+            (the gradients in flight, bytes >= 0); None = 0. The plan's peak then
+            includes them and `Plan.held_peak_bytes` is the peak without them.
 
     The lists are validated once into a `_C.Chain` shared by every C call; a long
     plan is interruptible with Ctrl-C (KeyboardInterrupt).
@@ -307,10 +320,12 @@ def plan_chain(
             if v < 0:
                 raise ValueError(f"{name}[{i}] must be >= 0 bytes, got {v}")
     live = _check_live(live_intervals, n)
+    work = _check_working(working_bytes, n)
+    opts = None if not options else list(options)
     # One validated C chain, shared by every call below.
-    chain = _C.Chain(f, b, x, g, must_keep=mk, live_intervals=live,
-                     options=None if not options else list(options))
-    if live is None:
+    chain = _C.Chain(f, b, x, g, must_keep=mk, live_intervals=live, options=opts,
+                     working_bytes=work)
+    if live is None and work is None:
         store_all = store_all_bytes(x, g)
     else:
         store_all = _C.simulate(chain, [(0, i, i + 1) for i in range(n)])[1]
@@ -345,6 +360,10 @@ def plan_chain(
             minimum_bytes=peak,
             budget_bytes=budget_bytes,
         )
+    held = -1
+    if work is not None:
+        held = _C.simulate(_C.Chain(f, b, x, g, must_keep=mk, live_intervals=live,
+                                    options=opts), nodes, transient=transient)[1]
     base = math.fsum(f) + math.fsum(b)
     recompute = total - base
     if abs(recompute) <= 1e-12 * max(1.0, abs(total)):
@@ -360,7 +379,27 @@ def plan_chain(
         planned_cost=float(planned),
         plan_time_s=elapsed,
         slots=int(slots),
+        held_peak_bytes=int(held),
     )
+
+
+def _check_working(working_bytes: Sequence[int] | None, n: int) -> list[int] | None:
+    """Validated copy of working_bytes (None when absent or all zero)."""
+    if working_bytes is None:
+        return None
+    if isinstance(working_bytes, (str, bytes)) or not hasattr(working_bytes, "__len__"):
+        raise TypeError(f"working_bytes must be a sequence of ints (bytes), not "
+                        f"{type(working_bytes).__name__}")
+    if len(working_bytes) != n:
+        raise ValueError(f"working_bytes has {len(working_bytes)} entries, forward_cost has {n}")
+    out: list[int] = []
+    for i, v in enumerate(working_bytes):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"working_bytes[{i}] must be an int (bytes), not {type(v).__name__}")
+        if v < 0:
+            raise ValueError(f"working_bytes[{i}] must be >= 0 bytes, got {v}")
+        out.append(int(v))
+    return out if any(out) else None
 
 
 def _check_live(
@@ -432,8 +471,10 @@ def simulate_tree(
     must_keep: Sequence[bool] | None = None,
     live_intervals: Sequence[tuple[int, int, int]] | None = None,
     transient: bool = False,
+    working_bytes: Sequence[int] | None = None,
 ) -> tuple[float, int]:
-    """Replay any plan tree with the C simulator: (total cost, peak bytes)."""
+    """Replay any plan tree with the C simulator: (total cost, peak bytes; each stage's
+    backward adds its `working_bytes`)."""
     from . import _C
 
     chain = _C.Chain(
@@ -441,6 +482,7 @@ def simulate_tree(
         [int(v) for v in input_bytes], [int(v) for v in saved_bytes],
         must_keep=_check_flags(must_keep),
         live_intervals=_check_live(live_intervals, len(forward_cost)),
+        working_bytes=_check_working(working_bytes, len(forward_cost)),
     )
     return _C.simulate(chain, encode_tree(tree), transient=_check_transient(transient))
 

@@ -103,8 +103,17 @@ class ModelPlan:
 
     @property
     def predicted_peak_bytes(self) -> int:
-        """Peak held activation bytes the planner predicts (bytes)."""
+        """Peak activation bytes the planner predicts (bytes): the held bytes plus, at
+        each stage's backward, its gradients in flight (`BlockChain.working_bytes`).
+        The budget bounds this."""
         return int(self.chain_plan.peak_bytes)
+
+    @property
+    def predicted_held_bytes(self) -> int:
+        """Peak of the activation bytes held (saved tensors, boundaries, kept outputs)
+        that the planner predicts, without the backward's gradients in flight (bytes):
+        what the runtime's accountant measures."""
+        return int(self.chain_plan.held_peak_bytes)
 
     @property
     def peak_bytes(self) -> int:
@@ -145,7 +154,8 @@ def _chain_plan(chain: BlockChain, budget: Budget | int, planner: str,
                       planner=planner, must_keep=list(chain.must_keep), transient=True,
                       live_intervals=list(chain.live_intervals) or None,
                       options=[(o.stage, o.nbytes, o.save, o.overlap)
-                               for o in options or ()] or None)
+                               for o in options or ()] or None,
+                      working_bytes=list(chain.working_bytes) or None)
 
 
 #: Shares of the slack (budget minus the chain's minimum) that the keep-set search
@@ -183,7 +193,9 @@ def _slack_search(trace: Trace, chain: BlockChain, budget_bytes: int, weight: fl
             best = (total, p, kept, net)
     _, p, kept, net = best
     if kept:
-        p = replace(p, peak_bytes=int(p.peak_bytes) + sum(k.nbytes for k in kept),
+        extra = sum(k.nbytes for k in kept)
+        p = replace(p, peak_bytes=int(p.peak_bytes) + extra,
+                    held_peak_bytes=int(p.held_peak_bytes) + extra,
                     total_cost=p.total_cost - net,
                     recompute_cost=max(0.0, p.recompute_cost - net))
     return p, kept

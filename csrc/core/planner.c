@@ -138,6 +138,15 @@ tb_status tb_chain_check(const tb_chain *c)
         total += c->x[i] + c->g[i];
         if (total > TB_MAX_BYTES)
             return TB_ERR_OVERFLOW;
+        if (c->w != NULL) {
+            if (c->w[i] < 0)
+                return TB_ERR_INVALID;
+            if (c->w[i] > TB_MAX_BYTES)
+                return TB_ERR_OVERFLOW;
+            total += c->w[i];
+            if (total > TB_MAX_BYTES)
+                return TB_ERR_OVERFLOW;
+        }
     }
     if (c->n_live > 0 && c->live == NULL)
         return TB_ERR_INVALID;
@@ -222,13 +231,23 @@ static int64_t region_transient(const tb_chain *c, size_t s, size_t e)
     return e - 1 > s ? tb_chain_transient_bytes(c, s, e - 1) : 0;
 }
 
-/* Bytes the last stage s of a sequence holds while it runs: its saved bytes and, with
- * the transient term and s < L-1 (a recomputation), the new copy of its output. */
+/* w[s]: the working bytes of stage s's backward (0 without them). */
+static int64_t work_bytes(const tb_chain *c, size_t s)
+{
+    return c->w != NULL ? c->w[s] : 0;
+}
+
+/* Bytes the last stage s of a sequence needs while it runs: its saved bytes plus the
+ * larger of its backward's working bytes and, with the transient term and s < L-1 (a
+ * recomputation), the new copy of its output. */
 static int64_t leaf_bytes(const tb_chain *c, size_t s)
 {
-    if (c->transient && s + 1 < c->n)
-        return c->g[s] + tb_chain_new_bytes(c, s, s + 1);
-    return c->g[s];
+    int64_t extra = work_bytes(c, s);
+    if (c->transient && s + 1 < c->n) {
+        int64_t d = tb_chain_new_bytes(c, s, s + 1);
+        extra = d > extra ? d : extra;
+    }
+    return c->g[s] + extra;
 }
 
 static int is_must_keep(const tb_chain *c, size_t i)
@@ -295,6 +314,9 @@ tb_status tb_simulate_ex(const tb_allocator *a, const tb_stop *stop, const tb_ch
                 if (fr->cur + leaf_bytes(c, s) > pk)
                     pk = fr->cur + leaf_bytes(c, s);
             } else {
+                /* its backward, later, holds what this level holds now plus g and w */
+                if (fr->cur + c->g[s] + work_bytes(c, s) > pk)
+                    pk = fr->cur + c->g[s] + work_bytes(c, s);
                 fr->cur += c->g[s] + tb_chain_new_bytes(c, s, s + 1);
                 if (fr->cur > pk)
                     pk = fr->cur;
@@ -488,13 +510,15 @@ tb_status tb_min_budget_ex(const tb_allocator *a, const tb_stop *stop, const tb_
             }
             size_t r = tri(s, t);
             if (s == t) {
-                mm[r] = c->g[s] + (c->transient && s + 1 < n ? dd[tri(s, s + 1)] : 0);
+                mm[r] = leaf_bytes(c, s);
                 mc[r] = c->f[s] + c->b[s];
                 ch[r] = -1;
                 continue;
             }
             /* keep s */
             int64_t bm = c->g[s] + dd[tri(s, s + 1)] + mm[tri(s + 1, t)];
+            if (c->g[s] + work_bytes(c, s) > bm)
+                bm = c->g[s] + work_bytes(c, s);
             double bc = c->f[s] + c->b[s] + mc[tri(s + 1, t)];
             int32_t bk = -1;
             double F = 0.0;
@@ -698,7 +722,8 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
         return TB_ERR_LIMIT;
 
     dp_rows R = {NULL, NULL, NULL, NULL};
-    size_t *hi = NULL, *G = NULL, *nk = NULL, *stk = NULL, *OE = NULL, *OEO = NULL;
+    size_t *hi = NULL, *G = NULL, *GW = NULL, *nk = NULL, *stk = NULL, *OE = NULL;
+    size_t *OEO = NULL;
     int64_t *D = new_bytes_table(a, c, &poll, &st); /* bytes, then slots (clamped to W) */
     int64_t *TR = D == NULL ? NULL : transient_table(a, c, D, &poll, &st); /* likewise */
     if (D == NULL || TR == NULL)
@@ -708,18 +733,22 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
     R.off = tb_malloc(a, rows * sizeof(size_t));
     hi = tb_malloc(a, rows * sizeof(size_t));
     G = tb_malloc(a, n * sizeof(size_t));
+    GW = tb_malloc(a, n * sizeof(size_t));
     nk = next_must_keep(a, c);
     stk = tb_malloc(a, (3 * n + 3) * sizeof(size_t));
     OE = tb_malloc(a, (c->n_opt ? c->n_opt : 1) * sizeof(size_t));
     OEO = tb_malloc(a, (c->n_opt ? c->n_opt : 1) * sizeof(size_t));
-    if (R.lo == NULL || R.top == NULL || R.off == NULL || hi == NULL ||
-        G == NULL || nk == NULL || stk == NULL || OE == NULL || OEO == NULL) {
+    if (R.lo == NULL || R.top == NULL || R.off == NULL || hi == NULL || G == NULL ||
+        GW == NULL || nk == NULL || stk == NULL || OE == NULL || OEO == NULL) {
         st = TB_ERR_NOMEM;
         goto done;
     }
     for (size_t i = 0; i < n; i++) {
         int64_t v = to_slots(c->g[i], unit, cap);
         G[i] = (size_t)v > W ? W : (size_t)v;
+        /* what stage i's backward needs (g + w: the check's sum stays exact) */
+        v = to_slots(c->g[i] + work_bytes(c, i), unit, cap);
+        GW[i] = (size_t)v > W ? W : (size_t)v;
     }
     for (size_t o = 0; o < c->n_opt; o++) {
         int64_t v = to_slots(c->opt_bytes[o], unit, cap);
@@ -755,10 +784,14 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
                 l = h = G[s];
                 if (c->transient && s + 1 < n)
                     l = h = sat_add(G[s], (size_t)D[tri(s, s + 1)], W);
+                if (GW[s] > l)
+                    l = h = GW[s];
             } else {
                 size_t d = G[s] + (size_t)D[tri(s, s + 1)], rk = tri(s + 1, t);
                 l = sat_add(d, R.lo[rk], W);
                 h = sat_add(d, hi[rk], W);
+                l = l > GW[s] ? l : GW[s];
+                h = h > GW[s] ? h : GW[s];
                 for (size_t k = s + 1; k <= t && k - 1 < nk[s]; k++) {
                     size_t ra = tri(k, t), rb = tri(s, k - 1), dk = (size_t)D[tri(s, k)];
                     size_t la = sat_add(dk, R.lo[ra], W), ha = sat_add(dk, hi[ra], W);
@@ -837,8 +870,11 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
                 row[m - rlo] = TB_INF;
             /* keep s */
             size_t d = G[s] + (size_t)D[tri(s, s + 1)], rk = tri(s + 1, t);
-            if (R.lo[rk] < W && d + R.lo[rk] <= rtop) {
-                dp_relax(&R, row, rlo, d + R.lo[rk], rtop, fb, rk, d, SIZE_MAX);
+            size_t mk0 = R.lo[rk] < W ? d + R.lo[rk] : SIZE_MAX;
+            if (mk0 != SIZE_MAX && GW[s] > mk0)
+                mk0 = GW[s];
+            if (mk0 <= rtop) {
+                dp_relax(&R, row, rlo, mk0, rtop, fb, rk, d, SIZE_MAX);
                 if (poll_stop(&poll, rtop - rlo + 1)) {
                     st = TB_ERR_INTERRUPTED;
                     goto done;
@@ -908,7 +944,7 @@ tb_status tb_plan_optimal_ex(const tb_allocator *a, const tb_stop *stop, const t
                 double bv = TB_INF;
                 size_t bk = 0;
                 size_t d = G[s] + (size_t)D[tri(s, s + 1)];
-                if (m >= d)
+                if (m >= d && m >= GW[s])
                     bv = c->f[s] + c->b[s] + dp_get(&R, tri(s + 1, t), m - d);
                 double F = 0.0;
                 for (size_t k = s + 1; k <= t && k - 1 < nk[s]; k++) {
@@ -980,6 +1016,7 @@ done:
     tb_free(a, D);
     tb_free(a, TR);
     tb_free(a, G);
+    tb_free(a, GW);
     tb_free(a, nk);
     tb_free(a, stk);
     tb_free(a, OE);

@@ -41,6 +41,14 @@
  * rows opt(s, t, m) with t < L-1 are the plain model's. The tree node of such a region
  * carries o (tree.opt); the simulator adds e to the bytes held from the region's start
  * and takes v off them inside the region's recomputation.
+ *
+ * Working bytes (chain.w != NULL): stage s's backward also needs w[s] bytes beyond g[s]
+ * (the gradients in flight while it runs). Wherever it runs with m bytes free (x[s] and
+ * all before it held) the model requires g[s] + w[s] <= m: in the s == t case (with the
+ * transient term: g[s] + max(d(s,s+1), w[s]) <= m, the option's condition likewise) and
+ * in "keep s" (its backward runs after s+1..t have finished). The simulator's peak
+ * includes the bytes held at each stage's backward plus w[s]. With w == NULL (or all
+ * zero) the model is exactly the one above.
  */
 #ifndef TB_PLANNER_H
 #define TB_PLANNER_H
@@ -85,6 +93,9 @@ typedef struct tb_chain {
     /* n_opt entries or NULL (all 0): of opt_bytes, the bytes that are also part of g[s]
      * (kept outputs the recomputation's saved tensors then are): 0 <= v <= opt_bytes */
     const int64_t *opt_overlap;
+    /* n entries or NULL (all 0): working bytes w[s], the most bytes stage s's backward
+     * needs beyond its saved tensors (gradients in flight; see "Working bytes" above) */
+    const int64_t *w;
 } tb_chain;
 
 /* A flat preorder plan tree (owned: free with tb_plan_tree_free). opt[j] is the
@@ -125,7 +136,7 @@ double tb_max_cost_sum(size_t n);
 /* Validates a chain: n >= 1, options as documented in tb_chain (TB_ERR_INVALID;
  * option bytes count in the byte total), costs finite >= 0 with a sum <= tb_max_cost_sum(n)
  * (TB_ERR_OVERFLOW otherwise), sizes in [0, TB_MAX_BYTES], and the sum of all sizes
- * (interval bytes included) <= TB_MAX_BYTES; intervals with 0 <= j < u <= n-1
+ * (interval and working bytes included) <= TB_MAX_BYTES; intervals with 0 <= j < u <= n-1
  * (TB_ERR_RANGE otherwise), at most TB_MAX_LIVE of them.
  * TB_OK or TB_ERR_INVALID / TB_ERR_RANGE / TB_ERR_OVERFLOW. */
 tb_status tb_chain_check(const tb_chain *c);

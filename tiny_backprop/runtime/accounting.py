@@ -23,7 +23,9 @@ class StepStats:
         measured_peak_bytes: peak of held activation bytes (saved tensors, held region
             inputs, kept op outputs), measured by the accountant; None when the step was
             not counted (``track_memory=False``).
-        predicted_peak_bytes: the plan's predicted peak (bytes), or None without a plan.
+        predicted_peak_bytes: the plan's predicted peak of the same held bytes
+            (`ModelPlan.predicted_held_bytes`: the backward's gradients in flight left
+            out), or None without a plan.
         recompute_bytes: bytes of saved tensors re-created by recomputation.
         recompute_seconds: wall time spent recomputing (seconds).
         n_recomputes: number of region recomputations.

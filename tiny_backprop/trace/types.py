@@ -24,6 +24,10 @@ class OpRecord:
         self_write_bytes: for an op that writes only its first argument in place and
             returns it (``bernoulli_``, ``div_``), that argument's storage bytes (what
             keeping its result holds); 0 otherwise.
+        grad_inputs: (storage key, bytes) of its activation inputs that require grad
+            (floating point, storages once): its backward makes their gradients.
+        param_grad_bytes: bytes of its parameter inputs that require grad (its backward
+            makes a gradient of each before it is accumulated into ``.grad``).
     """
 
     index: int
@@ -38,6 +42,8 @@ class OpRecord:
     data_dependent: bool = False
     sig: int = -1  # index into Trace.signatures (-1: not recorded)
     self_write_bytes: int = 0  # an in-place op writing only its first argument: its bytes
+    grad_inputs: tuple[tuple[int, int], ...] = ()
+    param_grad_bytes: int = 0
 
 
 @dataclass(frozen=True)
