@@ -116,7 +116,9 @@ static void chain_free_arrays(tb_chain_object *self)
     PyMem_Free(self->opt_save);
     PyMem_Free(self->opt_overlap);
     PyMem_Free(self->w);
+    PyMem_Free(self->cut);
     self->w = NULL;
+    self->cut = NULL;
     self->f = self->b = NULL;
     self->x = self->g = self->live = NULL;
     self->mk = NULL;
@@ -342,13 +344,14 @@ tb_chain tb_py_chain_view(const tb_chain_object *self, int transient)
     tb_chain c = {self->n,      self->f,    self->b,   self->x,
                   self->g,      self->mk,   self->n_live, self->live,
                   transient != 0, self->n_opt, self->opt_first, self->opt_bytes,
-                  self->opt_save, self->opt_overlap, self->w};
+                  self->opt_save, self->opt_overlap, self->w, self->cut};
     return c;
 }
 
 /* Fills self from the fields. 0, or -1 with an exception (self's arrays then freed). */
 static int chain_fill(tb_chain_object *self, PyObject *f, PyObject *b, PyObject *x, PyObject *g,
-                      PyObject *mk, PyObject *live, PyObject *options, PyObject *working)
+                      PyObject *mk, PyObject *live, PyObject *options, PyObject *working,
+                      PyObject *cut)
 {
     Py_ssize_t n = -1;
     if ((self->f = parse_field(f, "forward_cost", &n, 'c')) == NULL ||
@@ -360,6 +363,9 @@ static int chain_fill(tb_chain_object *self, PyObject *f, PyObject *b, PyObject 
         goto error;
     if (working != NULL && working != Py_None &&
         (self->w = parse_field(working, "working_bytes", &n, 's')) == NULL)
+        goto error;
+    if (cut != NULL && cut != Py_None &&
+        (self->cut = parse_field(cut, "cut_before", &n, 'b')) == NULL)
         goto error;
     self->n = (size_t)n;
     self->n_live = 0;
@@ -426,17 +432,18 @@ static PyObject *chain_alloc(PyTypeObject *type)
     self->opt_save = NULL;
     self->opt_overlap = NULL;
     self->w = NULL;
+    self->cut = NULL;
     return (PyObject *)self;
 }
 
 PyObject *tb_py_chain_from_fields(PyTypeObject *type, PyObject *f, PyObject *b, PyObject *x,
                                   PyObject *g, PyObject *mk, PyObject *live, PyObject *options,
-                                  PyObject *working)
+                                  PyObject *working, PyObject *cut)
 {
     PyObject *self = chain_alloc(type);
     if (self == NULL)
         return NULL;
-    if (chain_fill((tb_chain_object *)self, f, b, x, g, mk, live, options, working) < 0) {
+    if (chain_fill((tb_chain_object *)self, f, b, x, g, mk, live, options, working, cut) < 0) {
         Py_DECREF(self);
         return NULL;
     }
@@ -446,13 +453,14 @@ PyObject *tb_py_chain_from_fields(PyTypeObject *type, PyObject *f, PyObject *b, 
 static PyObject *chain_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"forward_cost", "backward_cost", "input_bytes", "saved_bytes",
-                             "must_keep", "live_intervals", "options", "working_bytes", NULL};
+                             "must_keep", "live_intervals", "options", "working_bytes",
+                             "cut_before", NULL};
     PyObject *f, *b, *x, *g, *mk = Py_None, *live = Py_None, *options = Py_None;
-    PyObject *working = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|$OOOO:Chain", kwlist, &f, &b, &x, &g,
-                                     &mk, &live, &options, &working))
+    PyObject *working = Py_None, *cut = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOO|$OOOOO:Chain", kwlist, &f, &b, &x, &g,
+                                     &mk, &live, &options, &working, &cut))
         return NULL;
-    return tb_py_chain_from_fields(type, f, b, x, g, mk, live, options, working);
+    return tb_py_chain_from_fields(type, f, b, x, g, mk, live, options, working, cut);
 }
 
 static void chain_dealloc(PyObject *op)
@@ -537,17 +545,26 @@ static PyObject *get_working_bytes(PyObject *op, void *Py_UNUSED(closure))
     return sizes_tuple(self->w, self->n);
 }
 
-static PyObject *get_must_keep(PyObject *op, void *Py_UNUSED(closure))
+static PyObject *flags_tuple(const uint8_t *v, size_t n)
 {
-    tb_chain_object *self = (tb_chain_object *)op;
-    if (self->mk == NULL)
+    if (v == NULL)
         Py_RETURN_NONE;
-    PyObject *t = PyTuple_New((Py_ssize_t)self->n);
+    PyObject *t = PyTuple_New((Py_ssize_t)n);
     if (t == NULL)
         return NULL;
-    for (size_t i = 0; i < self->n; i++)
-        PyTuple_SET_ITEM(t, (Py_ssize_t)i, PyBool_FromLong(self->mk[i]));
+    for (size_t i = 0; i < n; i++)
+        PyTuple_SET_ITEM(t, (Py_ssize_t)i, PyBool_FromLong(v[i]));
     return t;
+}
+
+static PyObject *get_must_keep(PyObject *op, void *Py_UNUSED(closure))
+{
+    return flags_tuple(((tb_chain_object *)op)->mk, ((tb_chain_object *)op)->n);
+}
+
+static PyObject *get_cut_before(PyObject *op, void *Py_UNUSED(closure))
+{
+    return flags_tuple(((tb_chain_object *)op)->cut, ((tb_chain_object *)op)->n);
 }
 
 static PyObject *get_live_intervals(PyObject *op, void *Py_UNUSED(closure))
@@ -609,6 +626,8 @@ static PyGetSetDef chain_getset[] = {
      NULL},
     {"working_bytes", get_working_bytes, NULL,
      "Per-stage working bytes of the backward (tuple of ints) or None.", NULL},
+    {"cut_before", get_cut_before, NULL,
+     "Per-stage flags: no region spans boundary i (tuple of bools) or None.", NULL},
     {"live_intervals", get_live_intervals, NULL,
      "(producer, last_user, bytes) triples (tuple) or None for a plain chain.", NULL},
     {"options", get_options, NULL,
@@ -619,7 +638,7 @@ static PyGetSetDef chain_getset[] = {
 
 PyDoc_STRVAR(chain_doc,
 "Chain(forward_cost, backward_cost, input_bytes, saved_bytes, *, must_keep=None,\n"
-"      live_intervals=None, options=None, working_bytes=None)\n\n"
+"      live_intervals=None, options=None, working_bytes=None, cut_before=None)\n\n"
 "An immutable chain of stages, copied and validated once; pass it to plan_chain,\n"
 "simulate and min_budget instead of the four lists. Costs: numbers, finite, >= 0, whose\n"
 "sum stays <= DBL_MAX / 4 / (L + 1); sizes: ints in [0, 2**52] bytes (their total too);\n"
@@ -629,7 +648,8 @@ PyDoc_STRVAR(chain_doc,
 "`bytes` more from its forward to its backward and recompute for `save` less (options\n"
 "are numbered per stage in the order given; a 4th entry, overlap <= bytes, is the part\n"
 "of them that the stage's recomputation saves again); working_bytes: ints, per stage\n"
-"the bytes its backward needs beyond its saved ones (gradients in flight). TypeError /\n"
+"the bytes its backward needs beyond its saved ones (gradients in flight); cut_before:\n"
+"bools, True at i >= 1 = no region contains both stage i-1 and stage i. TypeError /\n"
 "ValueError name the field and the index.");
 
 static PyType_Slot chain_slots[] = {

@@ -51,14 +51,15 @@ typedef struct tb_chain_object {
     double *opt_save;
     int64_t *opt_overlap;
     int64_t *w;       /* working bytes per stage, NULL when absent */
+    uint8_t *cut;     /* cut_before flags per stage, NULL when absent */
 } tb_chain_object;
 
 /* A new Chain of `type` (the module's Chain type) from the fields; must_keep, live,
- * options and working may be NULL or None. NULL + TypeError/ValueError naming field and
+ * options, working and cut may be NULL or None. NULL + TypeError/ValueError naming field and
  * index. */
 PyObject *tb_py_chain_from_fields(PyTypeObject *type, PyObject *f, PyObject *b, PyObject *x,
                                   PyObject *g, PyObject *mk, PyObject *live, PyObject *options,
-                                  PyObject *working);
+                                  PyObject *working, PyObject *cut);
 
 /* The core's view of a Chain (arrays borrowed from it), with the transient switch. */
 tb_chain tb_py_chain_view(const tb_chain_object *self, int transient);

@@ -47,7 +47,7 @@ static int chain_from_fields(PyObject *module, PyObject *f, PyObject *b, PyObjec
                              PyObject *g, PyObject *mk, PyObject *live, chain_arg *ca)
 {
     PyObject *c = tb_py_chain_from_fields(chain_type(module), f, b, x, g, mk, live, NULL,
-                                           NULL);
+                                           NULL, NULL);
     if (c == NULL)
         return -1;
     ca->obj = (tb_chain_object *)c;

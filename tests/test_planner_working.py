@@ -1,6 +1,7 @@
-"""Working bytes (a stage's backward needs w[s] beyond its saved bytes) in the C planner,
-min_budget and simulator: against the pure-Python reference, and the reference against
-brute force over every tree and option choice."""
+"""Working bytes (a stage's backward needs w[s] beyond its saved bytes) and cut
+boundaries (no region spans them) in the C planner, min_budget and simulator: against
+the pure-Python reference, and the reference against brute force over every tree and
+option choice."""
 
 from __future__ import annotations
 
@@ -34,28 +35,42 @@ def _case(rng: random.Random, n_max: int):
     if rng.random() < 0.3:
         live = [(j, rng.randint(j + 1, n - 1), rng.randint(0, 5))
                 for j in range(n - 1) for _ in range(rng.randint(0, 2))]
-    return f, b, x, g, w, opts, live, rng.random() < 0.5, rng.randint(0, 50)
+    cut = [rng.random() < 0.25 for _ in range(n)] if rng.random() < 0.5 else None
+    return f, b, x, g, w, opts, live, cut, rng.random() < 0.5, rng.randint(0, 50)
+
+
+def _crosses(tree, cut) -> bool:
+    """Some region of the tree spans a cut boundary."""
+    if cut is None:
+        return False
+    for nd in tree:
+        if isinstance(nd, Region):
+            if any(cut[nd.start + 1:nd.end]) or _crosses(nd.children, cut):
+                return True
+    return False
 
 
 def test_c_matches_the_reference_with_working_bytes() -> None:
     rng = random.Random(3)
     bound = 0
     for _ in range(400):
-        f, b, x, g, w, opts, live, tr, budget = _case(rng, 6)
+        f, b, x, g, w, opts, live, cut, tr, budget = _case(rng, 6)
         want, _ = ref.optimal(f, b, x, g, budget, live=live, transient=tr, options=opts,
-                              working=w)
+                              working=w, cut=cut)
         chain = _C.Chain(f, b, x, g, live_intervals=live, options=_flat(opts),
-                         working_bytes=w)
+                         working_bytes=w, cut_before=cut)
         res = _C.plan_chain(chain, budget, slots=max(budget, 1), transient=tr)
         got = math.inf if res is None else res[1]
         assert got == want
-        plain, _ = ref.optimal(f, b, x, g, budget, live=live, transient=tr, options=opts)
+        plain, _ = ref.optimal(f, b, x, g, budget, live=live, transient=tr, options=opts,
+                               cut=cut)
         bound += want != plain  # the working bytes changed the optimum
-        low = ref.min_budget(x, g, live=live, transient=tr, working=w)
+        low = ref.min_budget(x, g, live=live, transient=tr, working=w, cut=cut)
         assert _C.min_budget(chain, transient=tr)[0] == low
         if res is None:
             continue
         t = decode_nodes(res[0])
+        assert not _crosses(t, cut)
         cost, peak = _C.simulate(chain, res[0], transient=tr)
         assert (cost, peak) == pytest.approx(ref.simulate(
             f, b, x, g, t, live=live, transient=tr, options=opts, working=w))
@@ -69,10 +84,12 @@ def test_c_matches_the_reference_with_working_bytes() -> None:
 def test_reference_with_working_bytes_is_the_brute_force_optimum() -> None:
     rng = random.Random(4)
     for _ in range(120):
-        f, b, x, g, w, opts, live, tr, budget = _case(rng, 5)
+        f, b, x, g, w, opts, live, cut, tr, budget = _case(rng, 5)
         n = len(f)
         best, lowest = math.inf, math.inf
         for t0 in ref.all_trees(n):
+            if _crosses(t0, cut):
+                continue
             for t in _with_options(t0, opts, n):
                 cost, peak = ref.simulate(f, b, x, g, t, live=live, transient=tr,
                                           options=opts, working=w)
@@ -81,9 +98,9 @@ def test_reference_with_working_bytes_is_the_brute_force_optimum() -> None:
             lowest = min(lowest, ref.simulate(f, b, x, g, t0, live=live, transient=tr,
                                               working=w)[1])
         want, _ = ref.optimal(f, b, x, g, budget, live=live, transient=tr, options=opts,
-                              working=w)
+                              working=w, cut=cut)
         assert want == pytest.approx(best) or (want == best == math.inf)
-        assert ref.min_budget(x, g, live=live, transient=tr, working=w) == lowest
+        assert ref.min_budget(x, g, live=live, transient=tr, working=w, cut=cut) == lowest
 
 
 def test_c_simulator_adds_working_bytes_on_every_tree() -> None:
@@ -158,3 +175,32 @@ def test_c_chain_copies_working_bytes_under_mutation() -> None:
     c = _C.Chain([1.0] * 3, [1.0] * 3, [1] * 3, [1] * 3, working_bytes=Grows([1, 2, 3]))
     assert c.working_bytes == (1, 2, 3)
     assert _C.Chain([1.0], [1.0], [1], [1]).working_bytes is None
+
+
+def test_cut_boundaries_bound_every_planner() -> None:
+    n = 8
+    f, b, x, g = [1.0] * n, [2.0] * n, [1] * n, [4] * n
+    cut = [False, False, False, True, False, False, True, False]
+    chain = _C.Chain(f, b, x, g, cut_before=cut)
+    assert chain.cut_before == tuple(cut)
+    # a region over stages 2..3 spans boundary 3: the simulator refuses it
+    with pytest.raises(ValueError):
+        _C.simulate(chain, encode_tree((Keep(0), Keep(1), Region(2, 4, (Keep(2), Keep(3))),
+                                        Keep(4), Keep(5), Keep(6), Keep(7))))
+    for planner in ("optimal", "per_stage", "sqrt", "tree"):
+        for budget in (0.3, 0.5, 1.0):
+            try:
+                p = plan_chain(f, b, x, g, budget, planner=planner, cut_before=cut)
+            except BudgetError:
+                continue
+            assert not _crosses(p.tree, cut), (planner, budget, p.tree)
+    # without the cuts the optimum at the minimum spans them
+    low = plan_chain(f, b, x, g, ref.min_budget(x, g))
+    assert _crosses(low.tree, cut)
+    assert ref.min_budget(x, g, cut=cut) > ref.min_budget(x, g)
+    with pytest.raises(ValueError, match="cut_before has 2 entries"):
+        plan_chain(f, b, x, g, 1.0, cut_before=[False, True])
+    with pytest.raises(TypeError, match=r"cut_before\[1\] must be a bool"):
+        plan_chain(f, b, x, g, 1.0, cut_before=[False, 1] + [False] * 6)
+    with pytest.raises(TypeError, match=r"cut_before\[1\] must be a bool"):
+        _C.Chain(f, b, x, g, cut_before=[False, 1] + [False] * 6)

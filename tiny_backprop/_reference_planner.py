@@ -82,13 +82,15 @@ def optimal(
     transient: bool = False,
     options: Options | None = None,
     working: Sequence[int] | None = None,
+    cut: Sequence[bool] | None = None,
 ) -> tuple[float, tuple[Node, ...] | None]:
     """The model's optimum for integer sizes and an integer budget (no discretisation).
 
     `x` may be sizes in slots with `live` None, or with `live` given `d` is built from
     it (then only x[0] is read). `options[s]`: stage s's (bytes, save) options, open to
     a one-stage region at the top level. `working[s]`: bytes stage s's backward needs
-    beyond g[s]. Returns (cost, tree); (inf, None) when no schedule fits.
+    beyond g[s]. `cut[k]`: no region contains both stage k-1 and stage k. Returns
+    (cost, tree); (inf, None) when no schedule fits.
     """
     n = len(f)
     d = new_bytes(x, live)
@@ -96,6 +98,7 @@ def optimal(
     leaf = leaf_fn(g, d, n, transient, working)
     work = list(working) if working is not None else [0] * n
     mk = list(must_keep) if must_keep is not None else [False] * n
+    cuts = list(cut) if cut is not None else [False] * n
     opts = ([[_option(q) for q in o] for o in options] if options is not None
             else [[] for _ in range(n)])
     sys.setrecursionlimit(max(10000, sys.getrecursionlimit()))
@@ -112,7 +115,7 @@ def optimal(
                 if g[s] + work[s] <= m else INF)
         choice = -1
         for k in range(s + 1, t + 1):
-            if any(mk[s:k]):
+            if any(mk[s:k]) or any(cuts[s + 1:k]):
                 break
             if tr(s, k) > m:
                 continue
@@ -227,6 +230,7 @@ def min_budget(
     live: Live | None = None,
     transient: bool = False,
     working: Sequence[int] | None = None,
+    cut: Sequence[bool] | None = None,
 ) -> int:
     """Smallest budget in bytes for which the model has a schedule."""
     n = len(x)
@@ -235,6 +239,7 @@ def min_budget(
     leaf = leaf_fn(g, d, n, transient, working)
     work = list(working) if working is not None else [0] * n
     mk = list(must_keep) if must_keep is not None else [False] * n
+    cuts = list(cut) if cut is not None else [False] * n
 
     @cache
     def mm(s: int, t: int) -> int:
@@ -242,7 +247,7 @@ def min_budget(
             return leaf(s)
         best = max(g[s] + d(s, s + 1) + mm(s + 1, t), g[s] + work[s])
         for k in range(s + 1, t + 1):
-            if any(mk[s:k]):
+            if any(mk[s:k]) or any(cuts[s + 1:k]):
                 break
             best = min(best, max(d(s, k) + mm(k, t), mm(s, k - 1), tr(s, k)))
         return best

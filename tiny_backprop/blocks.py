@@ -62,6 +62,10 @@ class BlockChain:
         working_bytes: per stage, w_i: the most bytes its backward needs beyond g_i
             (gradients in flight, less the saved tensors already freed; `working_bytes`);
             empty = none recorded.
+        cut_before: per stage, True where no region may span the boundary before it: a
+            block input made by code between the blocks (a U-Net's cat of a skip), which
+            a region's recomputation cannot re-make, so the runtime holds it from when it
+            is made either way; empty = none.
     """
 
     container: str
@@ -75,6 +79,7 @@ class BlockChain:
     live_intervals: tuple[tuple[int, int, int], ...] = ()
     nested: tuple[tuple[CallRecord, ...], ...] = ()
     working_bytes: tuple[int, ...] = ()
+    cut_before: tuple[bool, ...] = ()
 
     @property
     def never_recompute(self) -> list[bool]:
@@ -215,14 +220,20 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
     live: dict[tuple[int, int], int] = {}
     ops = trace.ops
     # a block input made by code between blocks (a U-Net's cat of a skip) counts from
-    # stage 0: a run region over that block cannot re-make it (the code between blocks
-    # is not in the region), so the runtime holds it from when it is made to backward
+    # the block before it, and no region spans the boundary of a block that reads it: a
+    # region's recomputation cannot re-make it (the code between blocks is not in the
+    # region), so the runtime holds it from when it is made to that block's backward
+    cut = [False] * (n + 2)
     for sid, nbytes in boundary.items():
         at = trace.produced.get(sid)
         if at is None:
             continue  # a model input: held all step as part of x_0
         j = stage_at(ops[at].call, at)
         users = [k + 1 for k, c in enumerate(calls) if sid in c.input_keys]
+        if j == 0 and calls and at >= calls[0].first_op:
+            j = sum(1 for c in calls if c.end_op <= at)  # the stage of the block before
+            for k in users:
+                cut[k] = True
         if calls and sid in calls[-1].output_keys:
             users.append(n + 1)
         u = max(users, default=j)
@@ -242,7 +253,8 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
         must_keep=(True,) + (False,) * n + (True,),
         store_all_bytes=trace.input_bytes + trace.saved_bytes,
         live_intervals=intervals, nested=tuple(kids) if nested else (),
-        working_bytes=tuple(work) if any(work) else ())
+        working_bytes=tuple(work) if any(work) else (),
+        cut_before=tuple(cut) if any(cut) else ())
 
 
 def working_bytes(trace: Trace, stage_of: list[int],

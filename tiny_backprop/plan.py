@@ -256,6 +256,7 @@ def plan_chain(
     transient: bool = False,
     options: Sequence[tuple] | None = None,
     working_bytes: Sequence[int] | None = None,
+    cut_before: Sequence[bool] | None = None,
 ) -> Plan:
     """Plan a chain of stages under a memory budget.
 
@@ -287,6 +288,8 @@ def plan_chain(
         working_bytes: per stage, the bytes its backward needs beyond its saved bytes
             (the gradients in flight, bytes >= 0); None = 0. The plan's peak then
             includes them and `Plan.held_peak_bytes` is the peak without them.
+        cut_before: per stage, True at k >= 1 = no region contains both stage k-1 and
+            stage k (bools only; an input the runtime holds however a region runs).
 
     The lists are validated once into a `_C.Chain` shared by every C call; a long
     plan is interruptible with Ctrl-C (KeyboardInterrupt).
@@ -314,6 +317,7 @@ def plan_chain(
     x = [int(v) for v in input_bytes]
     g = [int(v) for v in saved_bytes]
     mk = _check_flags(must_keep)
+    cuts = _check_flags(cut_before, "cut_before", n)
     transient = _check_transient(transient)
     for name, vals in (("input_bytes", x), ("saved_bytes", g)):
         for i, v in enumerate(vals):
@@ -324,7 +328,7 @@ def plan_chain(
     opts = None if not options else list(options)
     # One validated C chain, shared by every call below.
     chain = _C.Chain(f, b, x, g, must_keep=mk, live_intervals=live, options=opts,
-                     working_bytes=work)
+                     working_bytes=work, cut_before=cuts)
     if live is None and work is None:
         store_all = store_all_bytes(x, g)
     else:
@@ -363,7 +367,8 @@ def plan_chain(
     held = -1
     if work is not None:
         held = _C.simulate(_C.Chain(f, b, x, g, must_keep=mk, live_intervals=live,
-                                    options=opts), nodes, transient=transient)[1]
+                                    options=opts, cut_before=cuts), nodes,
+                           transient=transient)[1]
     base = math.fsum(f) + math.fsum(b)
     recompute = total - base
     if abs(recompute) <= 1e-12 * max(1.0, abs(total)):
@@ -428,21 +433,25 @@ def _check_live(
     return out or None
 
 
-def _check_flags(must_keep: Sequence[bool] | None) -> list[bool] | None:
-    """must_keep as a list of bools (None stays None); TypeError for a non-bool entry.
+def _check_flags(flags: Sequence[bool] | None, name: str = "must_keep",
+                 n: int | None = None) -> list[bool] | None:
+    """Per-stage flags as a list of bools (None stays None); TypeError for a non-bool
+    entry, ValueError for a length other than `n` (when given).
 
     Only real bools (and numpy bools) count: 0/1, "yes" or None are a caller's mistake,
     not a flag.
     """
-    if must_keep is None:
+    if flags is None:
         return None
-    if isinstance(must_keep, (str, bytes)) or not hasattr(must_keep, "__iter__"):
-        raise TypeError(f"must_keep must be a sequence of bools, not {type(must_keep).__name__}")
+    if isinstance(flags, (str, bytes)) or not hasattr(flags, "__iter__"):
+        raise TypeError(f"{name} must be a sequence of bools, not {type(flags).__name__}")
     out: list[bool] = []
-    for i, v in enumerate(must_keep):
+    for i, v in enumerate(flags):
         if not isinstance(v, bool) and getattr(getattr(v, "dtype", None), "kind", None) != "b":
-            raise TypeError(f"must_keep[{i}] must be a bool, not {type(v).__name__}")
+            raise TypeError(f"{name}[{i}] must be a bool, not {type(v).__name__}")
         out.append(bool(v))
+    if n is not None and len(out) != n:
+        raise ValueError(f"{name} has {len(out)} entries, forward_cost has {n}")
     return out
 
 
@@ -472,6 +481,7 @@ def simulate_tree(
     live_intervals: Sequence[tuple[int, int, int]] | None = None,
     transient: bool = False,
     working_bytes: Sequence[int] | None = None,
+    cut_before: Sequence[bool] | None = None,
 ) -> tuple[float, int]:
     """Replay any plan tree with the C simulator: (total cost, peak bytes; each stage's
     backward adds its `working_bytes`)."""
@@ -483,6 +493,7 @@ def simulate_tree(
         must_keep=_check_flags(must_keep),
         live_intervals=_check_live(live_intervals, len(forward_cost)),
         working_bytes=_check_working(working_bytes, len(forward_cost)),
+        cut_before=_check_flags(cut_before, "cut_before", len(forward_cost)),
     )
     return _C.simulate(chain, encode_tree(tree), transient=_check_transient(transient))
 

@@ -155,7 +155,8 @@ def _chain_plan(chain: BlockChain, budget: Budget | int, planner: str,
                       live_intervals=list(chain.live_intervals) or None,
                       options=[(o.stage, o.nbytes, o.save, o.overlap)
                                for o in options or ()] or None,
-                      working_bytes=list(chain.working_bytes) or None)
+                      working_bytes=list(chain.working_bytes) or None,
+                      cut_before=list(chain.cut_before) or None)
 
 
 #: Shares of the slack (budget minus the chain's minimum) that the keep-set search

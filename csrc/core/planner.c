@@ -255,6 +255,12 @@ static int is_must_keep(const tb_chain *c, size_t i)
     return c->must_keep != NULL && c->must_keep[i] != 0;
 }
 
+/* Boundary i (1 <= i <= n-1) may not be inside a region. */
+static int is_cut(const tb_chain *c, size_t i)
+{
+    return c->cut != NULL && i >= 1 && i < c->n && c->cut[i] != 0;
+}
+
 /* ---------------------------------------------------------------- simulator */
 
 typedef struct sim_frame {
@@ -326,7 +332,7 @@ tb_status tb_simulate_ex(const tb_allocator *a, const tb_stop *stop, const tb_ch
             if (fr->rs == s && fr->re == e)
                 goto done; /* a region whose only child is the same region */
             for (size_t i = s; i < e; i++) {
-                if (is_must_keep(c, i))
+                if (is_must_keep(c, i) || (i > s && is_cut(c, i)))
                     goto done;
                 total += c->f[i];
             }
@@ -377,7 +383,8 @@ done:
 
 static size_t tri(size_t s, size_t t) { return t * (t + 1) / 2 + s; }
 
-/* next_mk[s] = smallest i >= s with must_keep[i], or n. */
+/* nk[s] = the smaller of the first i >= s with must_keep[i] and the first cut
+ * boundary b > s (n if neither): a region [s, k) is a choice iff k - 1 < nk[s]. */
 static size_t *next_must_keep(const tb_allocator *a, const tb_chain *c)
 {
     size_t *nk = tb_malloc(a, (c->n + 1) * sizeof(size_t));
@@ -386,6 +393,13 @@ static size_t *next_must_keep(const tb_allocator *a, const tb_chain *c)
     nk[c->n] = c->n;
     for (size_t i = c->n; i-- > 0;)
         nk[i] = is_must_keep(c, i) ? i : nk[i + 1];
+    size_t nc = c->n; /* first cut boundary > i */
+    for (size_t i = c->n; i-- > 0;) {
+        if (nc < nk[i])
+            nk[i] = nc;
+        if (is_cut(c, i))
+            nc = i;
+    }
     return nk;
 }
 
@@ -1026,10 +1040,11 @@ done:
 
 /* ---------------------------------------------------------------- baselines */
 
+/* [s, e) holds a must_keep stage or a cut boundary (s < b < e): not a region. */
 static int has_must_keep(const tb_chain *c, size_t s, size_t e)
 {
     for (size_t i = s; i < e; i++)
-        if (is_must_keep(c, i))
+        if (is_must_keep(c, i) || (i > s && is_cut(c, i)))
             return 1;
     return 0;
 }
@@ -1045,7 +1060,7 @@ static tb_status emit_keeps(const tb_allocator *a, tb_plan_tree *tree, size_t s,
 }
 
 /* One segment [s, e) as recompute regions of its maximal runs without must_keep
- * stages (those are kept). */
+ * stages (those are kept) and without cut boundaries inside. */
 static tb_status emit_segment(const tb_allocator *a, const tb_chain *c, tb_plan_tree *tree,
                               size_t s, size_t e)
 {
@@ -1059,8 +1074,8 @@ static tb_status emit_segment(const tb_allocator *a, const tb_chain *c, tb_plan_
             i++;
             continue;
         }
-        size_t j = i;
-        while (j < e && !is_must_keep(c, j))
+        size_t j = i + 1;
+        while (j < e && !is_must_keep(c, j) && !is_cut(c, j))
             j++;
         st = tree_push(a, tree, TB_NODE_REGION, i, j);
         if (st == TB_OK)

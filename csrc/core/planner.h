@@ -49,6 +49,10 @@
  * in "keep s" (its backward runs after s+1..t have finished). The simulator's peak
  * includes the bytes held at each stage's backward plus w[s]. With w == NULL (or all
  * zero) the model is exactly the one above.
+ *
+ * Cuts (chain.cut != NULL): a region [s, k) is a choice only if no boundary s < b < k
+ * has cut[b] (for an input the runtime holds however the region runs: one made by
+ * code between the blocks, which a region's recomputation cannot re-make).
  */
 #ifndef TB_PLANNER_H
 #define TB_PLANNER_H
@@ -96,6 +100,9 @@ typedef struct tb_chain {
     /* n entries or NULL (all 0): working bytes w[s], the most bytes stage s's backward
      * needs beyond its saved tensors (gradients in flight; see "Working bytes" above) */
     const int64_t *w;
+    /* n entries or NULL (none): cut[k] != 0 (1 <= k <= n-1) = no region contains both
+     * stage k-1 and stage k (boundary k is always a region edge; cut[0] is ignored) */
+    const uint8_t *cut;
 } tb_chain;
 
 /* A flat preorder plan tree (owned: free with tb_plan_tree_free). opt[j] is the

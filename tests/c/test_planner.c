@@ -15,7 +15,7 @@ static const int64_t X4[] = {10, 10, 10, 10}, G4[] = {10, 10, 10, 10};
 
 static tb_chain chain4(const uint8_t *mk)
 {
-    return (tb_chain){4, F4, B4, X4, G4, mk, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL};
+    return (tb_chain){4, F4, B4, X4, G4, mk, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
 }
 
 static void test_known_answers(void)
@@ -107,12 +107,12 @@ static void test_invalid(void)
     tb_plan_tree self = {2, 2, k2, s2, e2, NULL}; /* region nested in itself, never closed */
     CHECK(tb_simulate(NULL, &c, &self, &cost, &peak) == TB_ERR_INVALID);
     double nan_f[4] = {1, 1, NAN, 1};
-    tb_chain cn = {4, nan_f, B4, X4, G4, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL};
+    tb_chain cn = {4, nan_f, B4, X4, G4, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
     CHECK(tb_chain_check(&cn) == TB_ERR_INVALID);
     int64_t neg[4] = {1, -1, 1, 1};
-    tb_chain cneg = {4, F4, B4, neg, G4, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL};
+    tb_chain cneg = {4, F4, B4, neg, G4, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
     CHECK(tb_chain_check(&cneg) == TB_ERR_INVALID);
-    tb_chain empty = {0, F4, B4, X4, G4, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL};
+    tb_chain empty = {0, F4, B4, X4, G4, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
     CHECK(tb_chain_check(&empty) == TB_ERR_INVALID);
     tb_plan_tree tree = {0};
     CHECK(tb_plan_optimal(NULL, &c, 100, 0, &cost, &tree) == TB_ERR_INVALID);
@@ -125,8 +125,8 @@ static void test_alloc_failures(void)
     double f[7] = {1, 2, 3, 1, 2, 3, 1}, b[7] = {2, 4, 6, 2, 4, 6, 2};
     int64_t x[7] = {5, 9, 3, 8, 2, 7, 4}, g[7] = {6, 2, 9, 4, 7, 3, 5};
     int64_t live[9] = {0, 3, 4, 1, 2, 6, 2, 6, 1};
-    tb_chain plain = {7, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL};
-    tb_chain dag = {7, f, b, x, g, NULL, 3, live, 1, 0, NULL, NULL, NULL, NULL, NULL};
+    tb_chain plain = {7, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
+    tb_chain dag = {7, f, b, x, g, NULL, 3, live, 1, 0, NULL, NULL, NULL, NULL, NULL, NULL};
     for (int which = 0; which < 12; which++) {
         tb_chain c = which < 6 ? plain : dag;
         int ok = 0;
@@ -165,8 +165,8 @@ static void test_live_intervals(void)
     double f[5] = {1, 2, 3, 1, 2}, b[5] = {2, 4, 6, 2, 4};
     int64_t x[5] = {5, 9, 3, 8, 2}, g[5] = {6, 2, 9, 4, 7};
     int64_t as_iv[12] = {0, 1, 9, 1, 2, 3, 2, 3, 8, 3, 4, 2};
-    tb_chain plain = {5, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL};
-    tb_chain same = {5, f, b, x, g, NULL, 4, as_iv, 0, 0, NULL, NULL, NULL, NULL, NULL};
+    tb_chain plain = {5, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
+    tb_chain same = {5, f, b, x, g, NULL, 4, as_iv, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
     for (int64_t budget = 0; budget < 60; budget++) {
         tb_plan_tree t1 = {0}, t2 = {0};
         double c1 = -1, c2 = -1;
@@ -178,7 +178,7 @@ static void test_live_intervals(void)
     }
     /* a skip from stage 0 to 4 is charged once, not at every boundary */
     int64_t skip[15] = {0, 4, 10, 0, 1, 1, 1, 2, 1, 2, 3, 1, 3, 4, 1};
-    tb_chain dag = {5, f, b, x, g, NULL, 5, skip, 1, 0, NULL, NULL, NULL, NULL, NULL};
+    tb_chain dag = {5, f, b, x, g, NULL, 5, skip, 1, 0, NULL, NULL, NULL, NULL, NULL, NULL};
     CHECK(tb_chain_new_bytes(&dag, 0, 3) == 11 && tb_chain_new_bytes(&dag, 1, 3) == 1);
     tb_plan_tree tree = {0};
     double cost = 0, sc = 0;
@@ -194,7 +194,7 @@ static void test_live_intervals(void)
     CHECK(tb_simulate(NULL, &dag, &tree, &sc, &peak) == TB_OK && peak <= 40 && sc == cost);
     tb_plan_tree_free(NULL, &tree);
     int64_t bad1[3] = {2, 2, 1}, bad2[3] = {0, 5, 1}, bad3[3] = {0, 1, -1};
-    tb_chain cb = {5, f, b, x, g, NULL, 1, bad1, 0, 0, NULL, NULL, NULL, NULL, NULL};
+    tb_chain cb = {5, f, b, x, g, NULL, 1, bad1, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
     CHECK(tb_chain_check(&cb) == TB_ERR_RANGE);
     cb.live = bad2;
     CHECK(tb_chain_check(&cb) == TB_ERR_RANGE);
@@ -212,8 +212,8 @@ static void test_transient(void)
 {
     double f[3] = {1, 1, 1}, b[3] = {1, 1, 1};
     int64_t x[3] = {1, 4, 4}, g[3] = {0, 0, 0};
-    tb_chain off = {3, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL};
-    tb_chain on = {3, f, b, x, g, NULL, 0, NULL, 1, 0, NULL, NULL, NULL, NULL, NULL};
+    tb_chain off = {3, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
+    tb_chain on = {3, f, b, x, g, NULL, 0, NULL, 1, 0, NULL, NULL, NULL, NULL, NULL, NULL};
     CHECK(tb_chain_transient_bytes(&on, 0, 2) == 8);
     CHECK(tb_chain_transient_bytes(&on, 0, 1) == 4);
     int64_t mb_off = 0, mb_on = 0;
@@ -258,7 +258,7 @@ static tb_chain long_chain(size_t n, double *f, double *b, int64_t *x, int64_t *
         x[i] = 100 + (int64_t)(i % 5);
         g[i] = 50 + (int64_t)(i % 3);
     }
-    return (tb_chain){n, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL};
+    return (tb_chain){n, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
 }
 
 static void test_interrupt(void)
@@ -319,7 +319,7 @@ static void test_limits(void)
     /* huge costs: a sum that would overflow is rejected up front, not "infeasible" */
     double f[3] = {1e308, 1e308, 1e308}, b[3] = {1e308, 1e308, 1e308};
     int64_t x[3] = {1, 1, 1}, g[3] = {1, 1, 1};
-    tb_chain c = {3, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL};
+    tb_chain c = {3, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
     CHECK(tb_chain_check(&c) == TB_ERR_OVERFLOW);
     double cost = 0;
     tb_plan_tree tree = {0};
@@ -357,8 +357,8 @@ static void test_options(void)
     static const double f[] = {1, 10, 1}, b[] = {1, 1, 1}, save[] = {8}, big[] = {11};
     static const int64_t x[] = {1, 1, 1}, g[] = {1, 10, 1}, ob[] = {1}, neg[] = {-1};
     static const int32_t first[] = {0, 0, 1, 1}, bad_first[] = {0, 1, 0, 1};
-    tb_chain plain = {3, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL};
-    tb_chain c = {3, f, b, x, g, NULL, 0, NULL, 0, 1, first, ob, save, NULL, NULL};
+    tb_chain plain = {3, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
+    tb_chain c = {3, f, b, x, g, NULL, 0, NULL, 0, 1, first, ob, save, NULL, NULL, NULL};
     tb_plan_tree tree = {0};
     double cost = 0, scost = 0;
     int64_t peak = 0;
@@ -383,10 +383,10 @@ static void test_options(void)
     CHECK(cost == 26.0);
     tb_plan_tree_free(NULL, &tree);
     /* bad options */
-    tb_chain e1 = {3, f, b, x, g, NULL, 0, NULL, 0, 1, first, ob, big, NULL, NULL}; /* save > f */
-    tb_chain e2 = {3, f, b, x, g, NULL, 0, NULL, 0, 1, bad_first, ob, save, NULL, NULL};
-    tb_chain e3 = {3, f, b, x, g, NULL, 0, NULL, 0, 1, first, neg, save, NULL, NULL};
-    tb_chain e4 = {3, f, b, x, g, NULL, 0, NULL, 0, 1, NULL, ob, save, NULL, NULL};
+    tb_chain e1 = {3, f, b, x, g, NULL, 0, NULL, 0, 1, first, ob, big, NULL, NULL, NULL}; /* save > f */
+    tb_chain e2 = {3, f, b, x, g, NULL, 0, NULL, 0, 1, bad_first, ob, save, NULL, NULL, NULL};
+    tb_chain e3 = {3, f, b, x, g, NULL, 0, NULL, 0, 1, first, neg, save, NULL, NULL, NULL};
+    tb_chain e4 = {3, f, b, x, g, NULL, 0, NULL, 0, 1, NULL, ob, save, NULL, NULL, NULL};
     CHECK(tb_chain_check(&e1) == TB_ERR_INVALID);
     CHECK(tb_chain_check(&e2) == TB_ERR_INVALID);
     CHECK(tb_chain_check(&e3) == TB_ERR_INVALID);
@@ -394,9 +394,9 @@ static void test_options(void)
     /* overlap: 4 kept bytes that are stage 1's saved ones fit budget 13 (cost 17); without
      * the overlap they do not (25); an overlap above the bytes is invalid */
     static const int64_t ob4[] = {4}, ov4[] = {4}, ov5[] = {5};
-    tb_chain co = {3, f, b, x, g, NULL, 0, NULL, 0, 1, first, ob4, save, ov4, NULL};
-    tb_chain cz = {3, f, b, x, g, NULL, 0, NULL, 0, 1, first, ob4, save, NULL, NULL};
-    tb_chain e5 = {3, f, b, x, g, NULL, 0, NULL, 0, 1, first, ob4, save, ov5, NULL};
+    tb_chain co = {3, f, b, x, g, NULL, 0, NULL, 0, 1, first, ob4, save, ov4, NULL, NULL};
+    tb_chain cz = {3, f, b, x, g, NULL, 0, NULL, 0, 1, first, ob4, save, NULL, NULL, NULL};
+    tb_chain e5 = {3, f, b, x, g, NULL, 0, NULL, 0, 1, first, ob4, save, ov5, NULL, NULL};
     CHECK(tb_plan_optimal(NULL, &co, 13, 13, &cost, &tree) == TB_OK);
     CHECK(cost == 17.0);
     CHECK(tb_simulate(NULL, &co, &tree, &scost, &peak) == TB_OK);
@@ -413,9 +413,9 @@ static void test_working(void)
 {
     static const double f[] = {1, 1, 1}, b[] = {1, 1, 1};
     static const int64_t x[] = {1, 1, 1}, g[] = {4, 4, 4}, w[] = {0, 0, 7}, neg[] = {0, -1, 0};
-    tb_chain plain = {3, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL};
-    tb_chain cw = {3, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, w};
-    tb_chain bad = {3, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, neg};
+    tb_chain plain = {3, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, NULL, NULL};
+    tb_chain cw = {3, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, w, NULL};
+    tb_chain bad = {3, f, b, x, g, NULL, 0, NULL, 0, 0, NULL, NULL, NULL, NULL, neg, NULL};
     CHECK(tb_chain_check(&bad) == TB_ERR_INVALID);
     tb_plan_tree tree = {0};
     double cost = 0;
