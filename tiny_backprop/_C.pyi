@@ -67,11 +67,19 @@ class Chain:
         must_keep: Sequence[bool] | None = None,
         live_intervals: Sequence[tuple[int, int, int]] | None = None,
         options: Sequence[tuple[int, int, float] | tuple[int, int, float, int]] | None = None,
+        working_bytes: Sequence[int] | None = None,
+        cut_before: Sequence[bool] | None = None,
     ) -> None: ...
     def __len__(self) -> int: ...
     @property
     def options(self) -> tuple[tuple[int, int, float, int], ...] | None:
         """(stage, bytes, save, overlap) per option, grouped by stage; None without."""
+    @property
+    def working_bytes(self) -> tuple[int, ...] | None:
+        """Per stage, the bytes its backward needs beyond its saved ones; None without."""
+    @property
+    def cut_before(self) -> tuple[bool, ...] | None:
+        """Per stage, True where no region spans the boundary before it; None without."""
     @property
     def num_stages(self) -> int: ...
     @property

@@ -9,6 +9,7 @@ blocks, ``post`` the code after the last; both are always kept.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 
 from torch import nn
@@ -26,6 +27,11 @@ COST_MODELS = {"flops": 1.0, "elements10": 10.0, "measured": 0.0}
 #: zoo gpt2 medium): ``bernoulli_`` of 1,048,576 elements 5.10 ms, the block's qkv
 #: ``addmm`` (403 MFLOP) 5.34 ms, so ~385 FLOP-equivalents per element.
 RANDOM_ELEMENT_FLOPS = 400.0
+
+
+#: Ops whose backward gives their inputs views of their output's gradient (so that
+#: gradient lives as long as the longest-lived of those).
+VIEW_GRAD_OPS = frozenset({"aten.cat", "aten.stack"})
 
 
 def flop_cost(op: OpRecord, weight: float) -> float:
@@ -240,7 +246,12 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
         if u > j:
             live[(j, u)] = live.get((j, u), 0) + nbytes
     intervals = tuple((j, u, b) for (j, u), b in sorted(live.items()))
-    stage_of = [stage_at(op.call, op.index) for op in ops]
+    # the backward of code between blocks runs right after that of the block after it,
+    # before that of the block before it: its working bytes count in the latter's
+    ends = sorted(c.end_op for c in calls)
+    stage_of = [bisect.bisect_right(ends, op.index) if st == 0 and calls
+                and calls[0].first_op <= op.index < end_last else st
+                for op, st in ((op, stage_at(op.call, op.index)) for op in ops)]
     # a nested block's g already counts its largest sub-module call's saved bytes: only
     # its other saved tensors are freed as its backward runs
     saved_at = [(sid, nbytes, stage_at(call, pos), pos) for sid, nbytes, call, pos
@@ -263,7 +274,8 @@ def working_bytes(trace: Trace, stage_of: list[int],
 
     The backward is replayed op by op in reverse. The gradient of an activation storage
     that requires grad lives from the backward of its last reader (in forward order) to
-    that of its producer; an op's backward also makes a gradient of each parameter it
+    that of its producer (for the output of a cat, to that of its inputs' first
+    producer: their gradients are views of its gradient); an op's backward also makes a gradient of each parameter it
     reads before accumulating it. A saved tensor is freed once the backward of the first
     op that saved it has run. w_s = max over the ops of stage s of (gradients live then)
     minus (stage s's saved bytes freed by then), at least 0.
@@ -273,15 +285,37 @@ def working_bytes(trace: Trace, stage_of: list[int],
     """
     ops = trace.ops
     n = len(ops)
-    last: dict[int, int] = {}
+    readers: dict[int, list[int]] = {}
     size: dict[int, int] = {}
     for op in ops:
         for sid, nbytes in op.grad_inputs:
-            last[sid] = op.index
+            readers.setdefault(sid, []).append(op.index)
             size[sid] = nbytes
+    last = {sid: r[-1] for sid, r in readers.items()}
+    start = {sid: trace.produced.get(sid, 0) for sid in last}  # a model input: from 0
+    # the gradients a cat's backward gives its inputs are views of its output's: that
+    # storage lives until the last of them is used up, at its producer's backward, and
+    # an input's own gradient storage starts at its next reader's backward (where the
+    # view is added to), if any
+    made: dict[int, list[int]] = {}
+    for sid, at in trace.produced.items():
+        made.setdefault(at, []).append(sid)
+    for op in ops:
+        if op.name in VIEW_GRAD_OPS and op.grad_inputs:
+            first = min(start.get(sid, 0) for sid, _ in op.grad_inputs)
+            for sid in made.get(op.index, ()):
+                if sid in start:
+                    start[sid] = min(start[sid], first)
+            for sid, _ in op.grad_inputs:
+                if last.get(sid) == op.index:
+                    earlier = [i for i in readers[sid] if i < op.index]
+                    if earlier:
+                        last[sid] = earlier[-1]
+                    else:
+                        del last[sid]
     diff = [0] * (n + 1)
     for sid, r in last.items():
-        p = trace.produced.get(sid, 0)  # a model input: from the start
+        p = start[sid]
         if p <= r:
             diff[p] += size[sid]
             diff[r + 1] -= size[sid]
