@@ -237,6 +237,20 @@ def test_mutating_must_keep_is_rejected_not_read() -> None:
         _C.Chain(F, B, X, G, must_keep=mk)
 
 
+def test_mutating_working_bytes_and_cut_before() -> None:
+    w = [0, 5, 0, 7]
+    hostile = list(w)
+    hostile[1] = _Hostile(hostile, 5)  # its __index__ empties the list being read
+    c = _C.Chain(F, B, X, G, working_bytes=hostile)
+    assert c.working_bytes == (0, 5, 0, 7)
+    clean = _C.Chain(F, B, X, G, working_bytes=w)
+    assert _C.plan_chain(c, 80) == _C.plan_chain(clean, 80)
+    cut: list = [False, False, True, False]
+    cut[1] = _Hostile(cut, 1)  # not a bool: TypeError before any conversion
+    with pytest.raises(TypeError, match=r"cut_before\[1\] must be a bool"):
+        _C.Chain(F, B, X, G, cut_before=cut)
+
+
 def test_sequence_whose_len_lies() -> None:
     class Shrinking:
         def __init__(self) -> None:
