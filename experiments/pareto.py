@@ -334,8 +334,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def markdown(summary: list[dict[str, Any]]) -> str:
     """Per workload: a table of every point (memory and time as multiples of naive, the
     time range and CV over the timing run's steps, or over the rounds with per-process
-    timing, the first step's memory), then each peer against tiny's fastest point at no
-    more memory."""
+    timing, the first step's memory, and for tiny the memory over its predicted peak),
+    then each peer against tiny's fastest point at no more memory."""
     out: list[str] = []
     for wl in sorted({r["workload"] for r in summary}):
         rs = [r for r in summary if r["workload"] == wl]
@@ -345,8 +345,8 @@ def markdown(summary: list[dict[str, Any]]) -> str:
         out.append(f"**{wl}** (naive: {base['mem_bytes'] / 2**20:.1f} MiB, "
                    f"{base['time_s']:.3f} s)\n")
         out.append("| mode | memory × naive | time × naive | time range (s) | CV % "
-                   "| first step memory × naive |")
-        out.append("|---|---|---|---|---|---|")
+                   "| first step memory × naive | memory / predicted |")
+        out.append("|---|---|---|---|---|---|---|")
         bad = []
         for r in rs:
             if "error" in r:
@@ -355,7 +355,8 @@ def markdown(summary: list[dict[str, Any]]) -> str:
             out.append(f"| {r['mode']} | {r['mem_x_naive']:.3f} | {r['time_x_naive']:.3f} | "
                        f"{r['time_min_s']:.3f}-{r['time_max_s']:.3f} | "
                        f"{r.get('time_cv_pct', float('nan')):.1f} | "
-                       f"{r['first_step_mem_bytes'] / base['mem_bytes']:.3f} |")
+                       f"{r['first_step_mem_bytes'] / base['mem_bytes']:.3f} | "
+                       + (f"{r['mem_x_predicted']:.3f} |" if "mem_x_predicted" in r else " |"))
         if bad:
             out.append(f"\nNo result (below the planner's minimum or failed): {', '.join(bad)}.")
         out.append("\n| peer | memory × naive | time × naive | tiny at no more memory | "
