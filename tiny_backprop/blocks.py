@@ -275,9 +275,11 @@ def working_bytes(trace: Trace, stage_of: list[int],
     The backward is replayed op by op in reverse. The gradient of an activation storage
     that requires grad lives from the backward of its last reader (in forward order) to
     that of its producer (for the output of a cat, to that of its inputs' first
-    producer: their gradients are views of its gradient); an op's backward also makes a gradient of each parameter it
-    reads before accumulating it. A saved tensor is freed once the backward of the first
-    op that saved it has run. w_s = max over the ops of stage s of (gradients live then)
+    producer: their gradients are views of its gradient); an op's backward also makes a
+    gradient of each parameter it reads before accumulating it (a parameter several ops
+    read: from the backward of its last reader to that of its first, where autograd
+    accumulates the sum). A saved tensor is freed once the backward of the first op that
+    saved it has run. w_s = max over the ops of stage s of (gradients live then)
     minus (stage s's saved bytes freed by then), at least 0.
 
     `stage_of[i]`: the stage of op i; `saved`: (storage key, bytes, stage, ops run when
@@ -319,6 +321,22 @@ def working_bytes(trace: Trace, stage_of: list[int],
         if p <= r:
             diff[p] += size[sid]
             diff[r + 1] -= size[sid]
+    # a parameter read by several ops (tied embeddings, a shared layer): autograd sums
+    # its gradients before accumulating them, so the sum lives from the backward of its
+    # last reader to that of its first; one read by a single op: a transient there
+    param_users: dict[int, list[int]] = {}
+    param_size: dict[int, int] = {}
+    for op in ops:
+        for sid, nbytes in op.param_grad_inputs:
+            param_users.setdefault(sid, []).append(op.index)
+            param_size[sid] = max(param_size.get(sid, 0), nbytes)
+    own = [op.param_grad_bytes for op in ops]
+    for sid, users in param_users.items():
+        if users[-1] > users[0]:
+            diff[users[0]] += param_size[sid]
+            diff[users[-1] + 1] -= param_size[sid]
+            for i in users:
+                own[i] -= dict(ops[i].param_grad_inputs)[sid]
     live = [0] * n
     cur = 0
     for i in range(n):
@@ -338,7 +356,7 @@ def working_bytes(trace: Trace, stage_of: list[int],
     freed = [0] * n_stages
     for i in range(n - 1, -1, -1):
         s = stage_of[i]
-        need = live[i] + ops[i].param_grad_bytes - freed[s]
+        need = live[i] + own[i] - freed[s]
         if need > work[s]:
             work[s] = need
         for st, nbytes in frees.get(i, ()):

@@ -136,29 +136,31 @@ class _Recorder(TorchDispatchMode):
                 rec = self.trace.calls[c]
                 if any(k in rec.input_keys for k in written):
                     rec.mutates_input = True
-        grad_in, param_grad = self._grad_inputs(args, kwargs)
+        grad_in, param_in = self._grad_inputs(args, kwargs)
         self.trace.ops.append(OpRecord(
             index=len(self.trace.ops), name=name, call=call, occurrence=occ,
             out_bytes=new_bytes, flops=flops, elements=sum(t.numel() for t in outs),
             random=torch.Tag.nondeterministic_seeded in tags, inplace=inplace,
             data_dependent=torch.Tag.data_dependent_output in tags, sig=sig,
-            self_write_bytes=self_write, grad_inputs=grad_in, param_grad_bytes=param_grad))
+            self_write_bytes=self_write, grad_inputs=grad_in,
+            param_grad_bytes=sum(b for _, b in param_in), param_grad_inputs=param_in))
         return out
 
-    def _grad_inputs(self, args: Any, kwargs: Any) -> tuple[tuple[tuple[int, int], ...], int]:
-        """(storage key, bytes) of the activation inputs that require grad, and the
-        bytes of the parameter inputs that do."""
+    def _grad_inputs(self, args: Any, kwargs: Any
+                     ) -> tuple[tuple[tuple[int, int], ...], tuple[tuple[int, int], ...]]:
+        """(storage key, bytes) of the activation inputs that require grad, and of the
+        parameter inputs that do (bytes of the tensor read)."""
         acts: dict[int, int] = {}
-        params = 0
+        params: dict[int, int] = {}
         for t in _tensors((args, kwargs)):
             if not (t.requires_grad and t.is_floating_point()):
                 continue
             sid, nbytes = self.ids.key(t)
             if sid in self.state_ids:
-                params += t.numel() * t.element_size()
+                params[sid] = max(params.get(sid, 0), t.numel() * t.element_size())
             else:
                 acts[sid] = nbytes
-        return tuple(acts.items()), params
+        return tuple(acts.items()), tuple(params.items())
 
     def _signature(self, func: Any, args: Any, kwargs: Any) -> int:
         """Index of this op call's signature (tensors as metadata), -1 if unrecordable."""

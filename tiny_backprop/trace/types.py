@@ -28,6 +28,7 @@ class OpRecord:
             (floating point, storages once): its backward makes their gradients.
         param_grad_bytes: bytes of its parameter inputs that require grad (its backward
             makes a gradient of each before it is accumulated into ``.grad``).
+        param_grad_inputs: (storage key, bytes) of those parameter inputs.
     """
 
     index: int
@@ -44,6 +45,7 @@ class OpRecord:
     self_write_bytes: int = 0  # an in-place op writing only its first argument: its bytes
     grad_inputs: tuple[tuple[int, int], ...] = ()
     param_grad_bytes: int = 0
+    param_grad_inputs: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass(frozen=True)
