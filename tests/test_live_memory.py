@@ -9,7 +9,6 @@ import torch
 
 from tests._live_bytes import step_peak_bytes
 from tiny_backprop import HCModule, zoo
-from tiny_backprop.errors import BudgetError
 
 
 def test_live_bytes_count_what_a_step_holds() -> None:
@@ -22,8 +21,12 @@ def test_live_bytes_count_what_a_step_holds() -> None:
     assert 2 * out <= peak <= 3 * out + 256 * 256 * 4 + 4096
 
 
-@pytest.mark.parametrize("name", ["gpt2", "transformer", "resnet", "unet", "mlp"])
-@pytest.mark.parametrize("budget", [1.0, 0.7, 0.5])
+CASES = [(name, budget) for name in ("gpt2", "transformer", "resnet", "unet", "mlp")
+         for budget in (1.0, 0.7, 0.5)
+         if not (budget == 0.5 and name in ("resnet", "unet"))]  # below their minimum
+
+
+@pytest.mark.parametrize("name, budget", CASES)
 def test_predicted_peak_bounds_the_live_bytes_of_a_step(name, budget) -> None:
     """Within 5% of the live peak for the plain chains, never more than 2% under it.
     Measured 2026-12-02 (torch 2.13.0, CPU), live / predicted at 1.0 / 0.7 / 0.5: gpt2
@@ -33,10 +36,7 @@ def test_predicted_peak_bounds_the_live_bytes_of_a_step(name, budget) -> None:
     w = zoo.build(name, "small")
     model = w.model.train()
     hc = HCModule(model, budget, cost_model="flops")
-    try:
-        out = hc(*w.args, **w.kwargs)
-    except BudgetError:
-        pytest.skip(f"{name} small has no plan at {budget}")
+    out = hc(*w.args, **w.kwargs)
     (out if isinstance(out, torch.Tensor) else out[0]).backward()
     del out
     live = step_peak_bytes(hc, model, w.args, w.kwargs)
