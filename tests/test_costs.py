@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
-from tiny_backprop.costs import CostCache, measure
+from tiny_backprop.costs import CostCache, _fit, measure
 from tiny_backprop.trace import trace_model
 
 
@@ -35,3 +36,32 @@ def test_views_cost_a_call_not_their_elements() -> None:
     # a view of 262144 elements costs about a call (microseconds), far below a mul of
     # the same size; scaling the small views' per-element rate would make it ~64x theirs
     assert costs[big_view.index] < 0.5 * costs[big_mul.index]
+
+
+class _Muls(nn.Module):
+    """Elementwise muls of four sizes: the smallest and the largest are timed, the two
+    between are costed from the line through them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.ones(()))
+
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return sum((t * self.w).sum() for t in xs)
+
+
+def test_untimed_sizes_cost_on_the_line_between_the_timed_ones() -> None:
+    torch.manual_seed(0)
+    sizes = [(4, 4), (64, 64), (256, 256), (1024, 1024)]
+    tr = trace_model(_Muls(), tuple(torch.randn(*s) for s in sizes), {})
+    costs = measure(tr, CostCache())
+    muls = sorted((op for op in tr.ops if op.name == "aten.mul"), key=lambda op: op.elements)
+    assert len(muls) == 4
+    c = [costs[op.index] for op in muls]
+    # the line between the smallest and the largest: non-decreasing in size, and the
+    # 64x64 one is not the 4x4 one's per-element rate times its 256x more elements
+    assert c[1] <= c[2] <= c[3]
+    assert c[1] < 0.5 * c[0] * muls[1].elements / muls[0].elements
+    fixed, slope = _fit([(muls[0].elements, c[0]), (muls[3].elements, c[3])])
+    for op, got in zip(muls[1:3], c[1:3]):
+        assert got == pytest.approx(fixed + slope * op.elements, rel=1e-6)

@@ -1,7 +1,7 @@
 """Op costs measured on the device that trains: each distinct (op, shapes, dtype,
 device) of a trace without a FLOP formula is timed once on real tensors of those shapes,
-one op at a time; FLOP-counted ops (matmuls, convolutions) cost their FLOPs at the rate
-a few of them ran.
+one op at a time; FLOP-counted ops (matmuls, convolutions) cost a fixed part plus their
+FLOPs at a rate fitted through the smallest and the largest of them.
 
 Memory is at most one op's inputs and outputs. Floating inputs are random, integer and
 bool inputs zero (valid indices and targets). An op that cannot be timed (unsupported
@@ -27,12 +27,14 @@ logger = logging.getLogger("tiny_backprop")
 
 #: Timed repetitions per signature after one warm-up (the median is used).
 REPEATS = 2
-#: FLOP-counted signatures (matmuls, convolutions) timed to calibrate the FLOP rate; the
-#: others get FLOPs / that rate (their time follows their FLOPs; timing each would take
-#: seconds on a CPU at real model sizes).
+#: FLOP-counted signatures (matmuls, convolutions) timed to calibrate their cost: the
+#: smallest, the middle and the largest; the others cost a fixed part plus a FLOP rate
+#: fitted through the smallest and the largest (timing each would take seconds on a
+#: CPU at real model sizes, and small matmuls run far below the large ones' rate).
 FLOP_SAMPLES = 3
-#: Timings per op name: further signatures of a name cost their elements at that name's
-#: measured rate (per element, the median of its timed signatures).
+#: Timings per op name (its smallest and its largest signature): further signatures of
+#: a name cost a per-call part plus their elements at a per-element rate fitted through
+#: those two (a per-element rate from the smallest alone is mostly call overhead).
 NAME_SAMPLES = 2
 #: Most seconds spent timing one trace; the rest is costed from the rates measured.
 TIME_BUDGET_S = 1.0
@@ -93,11 +95,15 @@ def measure(trace: Trace, cache: CostCache | None = None) -> list[float]:
     """Seconds per op of `trace` (index = op index).
 
     Signatures without a FLOP formula (elementwise, softmax, norms, dropout: where FLOPs
-    mislead) are timed once each, smallest first, up to `NAME_SAMPLES` per op name and
-    `TIME_BUDGET_S` seconds in all; the others cost their elements at their name's
-    measured per-element rate, except ops that write no memory (views): those cost their
-    name's median timed call at any size. Of the FLOP-counted ones, the `FLOP_SAMPLES`
-    smallest are timed to calibrate the FLOP rate and all cost FLOPs / rate.
+    mislead) are timed once each: per op name its smallest and its largest (every
+    name's smallest first), within `TIME_BUDGET_S` seconds in all; the others cost a
+    per-call part plus their elements at a per-element rate fitted through their name's
+    two timings, except ops that write no memory (views): those cost their name's median
+    timed call at any size. Of the FLOP-counted ones, the smallest, the middle and the
+    largest are timed, and the others cost a fixed part plus FLOPs at the rate fitted
+    through the smallest and the largest of those. (Before, the rates came from the
+    smallest signatures alone, mostly call overhead: a Llama block's forward summed to
+    70 ms against 27 ms measured whole; now 29 ms, CPU, 2026-12-02.)
     """
     cache = cache if cache is not None else CostCache()
     flops_of: dict[int, int] = {}
@@ -114,9 +120,18 @@ def measure(trace: Trace, cache: CostCache | None = None) -> list[float]:
         if op.flops:
             flops_of[op.sig] = op.flops
     by_flops = sorted(flops_of, key=lambda i: flops_of[i])
-    # smallest first: cheap to time, and they give each op name its rate
-    order = by_flops[:FLOP_SAMPLES] + sorted(
-        (i for i in names if i not in flops_of), key=lambda i: (elements[i], i))
+    flop_samples = sorted({by_flops[k] for k in
+                           (0, len(by_flops) // 2, len(by_flops) - 1)} if by_flops else set(),
+                          key=lambda i: flops_of[i])[:FLOP_SAMPLES]
+    # per op name its smallest, then its largest signature: the smallest of all names
+    # first (cheap), so a spent time budget still leaves every name one timing
+    by_name: dict[str, list[int]] = {}
+    for i in sorted((i for i in names if i not in flops_of), key=lambda i: (elements[i], i)):
+        by_name.setdefault(names[i], []).append(i)
+    smallest = sorted((v[0] for v in by_name.values()), key=lambda i: (elements[i], i))
+    largest = sorted((v[-1] for v in by_name.values() if len(v) > 1),
+                     key=lambda i: (elements[i], i))
+    order = flop_samples + smallest + largest
     per_sig: dict[int, float] = {}
     samples: dict[str, int] = {}
     failed: list[str] = []
@@ -139,8 +154,8 @@ def measure(trace: Trace, cache: CostCache | None = None) -> list[float]:
             failed.append(f"{sig.key[0]} ({type(exc).__name__})")
         spent += time.perf_counter() - t0
     timed = [i for i in by_flops if i in per_sig and per_sig[i] > 0]
-    rate = (sum(flops_of[i] for i in timed) / sum(per_sig[i] for i in timed)) if timed else 1e10
-    per_elem: dict[str, list[float]] = {}
+    flop_fit = _fit([(flops_of[i], per_sig[i]) for i in timed]) if timed else (0.0, 1e-10)
+    per_elem: dict[str, list[tuple[int, float]]] = {}
     per_call: dict[str, list[float]] = {}
     for i, sec in per_sig.items():
         if i in flops_of:
@@ -148,26 +163,44 @@ def measure(trace: Trace, cache: CostCache | None = None) -> list[float]:
         if i not in writes:  # a view costs the same at any size
             per_call.setdefault(names[i], []).append(sec)
         elif elements.get(i):
-            per_elem.setdefault(names[i], []).append(sec / elements[i])
-    name_rate = {n: statistics.median(v) for n, v in per_elem.items()}
+            per_elem.setdefault(names[i], []).append((elements[i], sec))
+    name_fit = {n: _fit(v) for n, v in per_elem.items()}
     name_call = {n: statistics.median(v) for n, v in per_call.items()}
     call = statistics.median([t for v in per_call.values() for t in v] or [0.0])
-    elem = statistics.median([r for v in per_elem.values() for r in v] or [1e-9])
+    elem = statistics.median([t / e for v in per_elem.values() for e, t in v] or [1e-9])
     if failed:
         logger.info("tiny_backprop: %d op signatures could not be timed, costed from FLOPs "
                     "instead: %s", len(failed), ", ".join(sorted(set(failed))[:8]))
     cache.save()
     out: list[float] = []
     for op in trace.ops:
-        if op.flops:
-            out.append(op.flops / rate)
-        elif op.sig in per_sig:
+        if op.sig in per_sig:
             out.append(per_sig[op.sig])
+        elif op.flops:
+            out.append(flop_fit[0] + flop_fit[1] * op.flops)
         elif op.out_bytes <= 0 and op.self_write_bytes <= 0:
             out.append(name_call.get(op.name, call))
+        elif op.name in name_fit:
+            a, b = name_fit[op.name]
+            out.append(a + b * op.elements)
         else:
-            out.append(name_rate.get(op.name, elem) * op.elements)
+            out.append(elem * op.elements)
     return out
+
+
+def _fit(points: list[tuple[int, float]]) -> tuple[float, float]:
+    """(fixed seconds, seconds per unit) of a line through the smallest and the largest
+    of (size, seconds) points, both >= 0; one size: no fixed part (seconds)."""
+    lo = min(points)
+    hi = max(points)
+    if hi[0] <= lo[0]:
+        return 0.0, max(t for _, t in points) / max(1, hi[0])
+    slope = max(0.0, (hi[1] - lo[1]) / (hi[0] - lo[0]))
+    fixed = max(0.0, lo[1] - slope * lo[0])
+    if slope == 0.0:  # the larger ran faster (noise): its rate, no fixed part
+        slope = hi[1] / hi[0]
+        fixed = 0.0
+    return fixed, slope
 
 
 __all__ = ["FLOP_SAMPLES", "NAME_SAMPLES", "REPEATS", "TIME_BUDGET_S", "CostCache", "measure",
