@@ -1,7 +1,7 @@
 """Op costs measured on the device that trains: each distinct (op, shapes, dtype,
 device) of a trace without a FLOP formula is timed once on real tensors of those shapes,
 one op at a time; FLOP-counted ops (matmuls, convolutions) cost a fixed part plus their
-FLOPs at a rate fitted through the smallest and the largest of them.
+FLOPs at a rate fitted through a few of them (the smallest to the upper quartile).
 
 Memory is at most one op's inputs and outputs. Floating inputs are random, integer and
 bool inputs zero (valid indices and targets). An op that cannot be timed (unsupported
@@ -28,9 +28,10 @@ logger = logging.getLogger("tiny_backprop")
 #: Timed repetitions per signature after one warm-up (the median is used).
 REPEATS = 2
 #: FLOP-counted signatures (matmuls, convolutions) timed to calibrate their cost: the
-#: smallest, the middle and the largest; the others cost a fixed part plus a FLOP rate
-#: fitted through the smallest and the largest (timing each would take seconds on a
-#: CPU at real model sizes, and small matmuls run far below the large ones' rate).
+#: smallest, the median and the upper quartile by FLOPs; the others cost a fixed part
+#: plus a FLOP rate fitted through the smallest and the largest of those (timing each
+#: would take seconds on a CPU at real model sizes, and small matmuls run far below the
+#: large ones' rate).
 FLOP_SAMPLES = 3
 #: Timings per op name (its smallest and its largest signature): further signatures of
 #: a name cost a per-call part plus their elements at a per-element rate fitted through
@@ -99,9 +100,9 @@ def measure(trace: Trace, cache: CostCache | None = None) -> list[float]:
     name's smallest first), within `TIME_BUDGET_S` seconds in all; the others cost a
     per-call part plus their elements at a per-element rate fitted through their name's
     two timings, except ops that write no memory (views): those cost their name's median
-    timed call at any size. Of the FLOP-counted ones, the smallest, the middle and the
-    largest are timed, and the others cost a fixed part plus FLOPs at the rate fitted
-    through the smallest and the largest of those. (Before, the rates came from the
+    timed call at any size. Of the FLOP-counted ones, the smallest, the median and the
+    upper quartile by FLOPs are timed, and the others cost a fixed part plus FLOPs at
+    the rate fitted through the smallest and the largest of those. (Before, the rates came from the
     smallest signatures alone, mostly call overhead: a Llama block's forward summed to
     70 ms against 27 ms measured whole; now 29 ms, CPU, 2026-12-02.)
     """
@@ -120,9 +121,11 @@ def measure(trace: Trace, cache: CostCache | None = None) -> list[float]:
         if op.flops:
             flops_of[op.sig] = op.flops
     by_flops = sorted(flops_of, key=lambda i: flops_of[i])
-    flop_samples = sorted({by_flops[k] for k in
-                           (0, len(by_flops) // 2, len(by_flops) - 1)} if by_flops else set(),
-                          key=lambda i: flops_of[i])[:FLOP_SAMPLES]
+    # the smallest, the median and the upper quartile (not the largest: an LM head's
+    # matmul can take seconds on a CPU and hold a logits-sized output)
+    n_f = len(by_flops)
+    flop_samples = sorted({by_flops[k] for k in (0, n_f // 2, (3 * n_f) // 4)} if by_flops
+                          else set(), key=lambda i: flops_of[i])[:FLOP_SAMPLES]
     # per op name its smallest, then its largest signature: the smallest of all names
     # first (cheap), so a spent time budget still leaves every name one timing
     by_name: dict[str, list[int]] = {}
