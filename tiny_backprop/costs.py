@@ -104,7 +104,7 @@ def measure(trace: Trace, cache: CostCache | None = None) -> list[float]:
     upper quartile by FLOPs are timed, and the others cost a fixed part plus FLOPs at
     the rate fitted through the smallest and the largest of those. (Before, the rates came from the
     smallest signatures alone, mostly call overhead: a Llama block's forward summed to
-    70 ms against 27 ms measured whole; now 29 ms, CPU, 2026-12-02.)
+    70 ms against 27 ms measured whole; now 28 ms, CPU, 2026-12-02.)
     """
     cache = cache if cache is not None else CostCache()
     flops_of: dict[int, int] = {}
