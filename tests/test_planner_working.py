@@ -10,6 +10,7 @@ import random
 
 import pytest
 
+from tests.test_planner_options import _case as _options_case
 from tests.test_planner_options import _flat, _with_options
 from tiny_backprop import _C
 from tiny_backprop import _reference_planner as ref
@@ -19,24 +20,17 @@ from tiny_backprop.tree import Keep, Region
 
 
 def _case(rng: random.Random, n_max: int):
-    n = rng.randint(2, n_max)
-    f = [float(rng.randint(0, 9)) for _ in range(n)]
-    b = [float(rng.randint(0, 9)) for _ in range(n)]
-    x = [rng.randint(0, 5) for _ in range(n)]
-    g = [rng.randint(0, 8) for _ in range(n)]
+    """`test_planner_options._case` plus working bytes, sometimes live intervals and
+    sometimes cuts; budgets up to 50 (the working bytes raise the peaks)."""
+    f, b, x, g, opts, tr, _ = _options_case(rng, n_max)
+    n = len(f)
     w = [rng.choice((0, 0, rng.randint(0, 12))) for _ in range(n)]
-    opts = []
-    for s in range(n):
-        opts.append([])
-        for _ in range(rng.randint(0, 2)):
-            e = rng.randint(0, 6)
-            opts[s].append((e, float(rng.randint(0, int(f[s]))), rng.randint(0, e)))
     live = None
     if rng.random() < 0.3:
         live = [(j, rng.randint(j + 1, n - 1), rng.randint(0, 5))
                 for j in range(n - 1) for _ in range(rng.randint(0, 2))]
     cut = [rng.random() < 0.25 for _ in range(n)] if rng.random() < 0.5 else None
-    return f, b, x, g, w, opts, live, cut, rng.random() < 0.5, rng.randint(0, 50)
+    return f, b, x, g, w, opts, live, cut, tr, rng.randint(0, 50)
 
 
 def _crosses(tree, cut) -> bool:
