@@ -65,3 +65,47 @@ def test_untimed_sizes_cost_on_the_line_between_the_timed_ones() -> None:
     fixed, slope = _fit([(muls[0].elements, c[0]), (muls[3].elements, c[3])])
     for op, got in zip(muls[1:3], c[1:3]):
         assert got == pytest.approx(fixed + slope * op.elements, rel=1e-6)
+
+
+class _Mixed(nn.Module):
+    """A softmax (single output), a layer norm (three outputs) and a view."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(32)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x.softmax(-1)).view(-1).sum()
+
+
+def test_ops_with_an_out_overload_are_timed_into_their_warm_up_outputs() -> None:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from tiny_backprop.costs import REPEATS, time_signature
+
+    class _Calls(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[str] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            self.seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    tr = trace_model(_Mixed(), (torch.randn(16, 32),), {})
+    by_name = {str(sig.op): sig for sig in tr.signatures}
+    # op -> (calls of the op itself, calls of its out overload): one warm-up call of
+    # each (the first makes the buffers), then the timed ones
+    expect = {
+        "aten._softmax.default": (1, 1 + REPEATS),
+        "aten.native_layer_norm.default": (1, 1 + REPEATS),
+        "aten.view.default": (1 + REPEATS, 0),  # a view: no copy into a buffer
+    }
+    for name, (own, out) in expect.items():
+        calls = _Calls()
+        with calls:
+            sec = time_signature(by_name[name])
+        assert sec > 0
+        packet = name.rsplit(".", 1)[0]
+        assert calls.seen.count(name) == own, (name, calls.seen)
+        assert calls.seen.count(packet + ".out") == out, (name, calls.seen)

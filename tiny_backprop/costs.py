@@ -1,6 +1,7 @@
 """Op costs measured on the device that trains: each distinct (op, shapes, dtype,
 device) of a trace without a FLOP formula is timed once on real tensors of those shapes,
-one op at a time; FLOP-counted ops (matmuls, convolutions) cost a fixed part plus their
+one op at a time (into the outputs of a warm-up call where the op has an ``.out``
+overload, as in a warm training step); FLOP-counted ops (matmuls, convolutions) cost a fixed part plus their
 FLOPs at a rate fitted through a few of them (the smallest to the upper quartile).
 
 Memory is at most one op's inputs and outputs. Floating inputs are random, integer and
@@ -72,8 +73,29 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _out_overload(op: object) -> tuple[object, list[str]] | None:
+    """The `.out` overload of an aten op and its out-argument names, if it has one."""
+    packet = getattr(op, "overloadpacket", None)
+    out_op = getattr(packet, "out", None) if packet is not None else None
+    if out_op is None:
+        return None
+    names = [a.name for a in out_op._schema.arguments if a.is_out]
+    return (out_op, names) if names else None
+
+
+def _storages(values: object) -> set[int]:
+    return {t.untyped_storage().data_ptr() for t in pytree.tree_leaves(values)
+            if isinstance(t, torch.Tensor)}
+
+
 def time_signature(sig: OpSignature, repeats: int = REPEATS) -> float:
-    """Median seconds of one call of `sig` on fresh real tensors (raises on failure)."""
+    """Median seconds of one call of `sig` on fresh real tensors (raises on failure).
+
+    An op with an `.out` overload is timed writing into the outputs of its warm-up
+    call: a fresh output's first touch (page faults on a CPU, hundreds of microseconds
+    per MiB, more than a softmax's own work) is not what the op costs in a warm training
+    step, where freed blocks are reused. Ops without one, and views, are timed as they
+    are called."""
     device = next((v.device for v in sig.leaves if isinstance(v, TensorMeta)), "cpu")
     cuda = [torch.device(device).index or 0] if device.startswith("cuda") else []
     times = []
@@ -81,14 +103,33 @@ def time_signature(sig: OpSignature, repeats: int = REPEATS) -> float:
     with torch.no_grad(), torch.random.fork_rng(devices=cuda):
         leaves = [_make(v) if isinstance(v, TensorMeta) else v for v in sig.leaves]
         args, kwargs = pytree.tree_unflatten(leaves, sig.spec)
-        for i in range(repeats + 1):
+        first = sig.op(*args, **kwargs)  # warm-up
+        outs = list(first) if isinstance(first, (tuple, list)) else [first]
+        call = None
+        found = _out_overload(sig.op)
+        if (found is not None and len(found[1]) == len(outs)
+                and all(isinstance(t, torch.Tensor) for t in outs)
+                and not _storages(outs) & _storages(leaves)):
+            out_op, names = found
+            out_kwargs = dict(kwargs, **dict(zip(names, outs)))
+            try:
+                out_op(*args, **out_kwargs)
+                call = (out_op, out_kwargs)
+            except Exception:  # an out variant that differs: time the op as called
+                call = None
+        if call is None:
+            del first, outs
+        for _ in range(repeats):
             _sync(device)
             t0 = time.perf_counter()
-            out = sig.op(*args, **kwargs)
+            if call is not None:
+                call[0](*args, **call[1])
+            else:
+                out = sig.op(*args, **kwargs)
             _sync(device)
-            if i:
-                times.append(time.perf_counter() - t0)
-            del out
+            times.append(time.perf_counter() - t0)
+            if call is None:
+                del out
     return statistics.median(times)
 
 
@@ -103,9 +144,11 @@ def measure(trace: Trace, cache: CostCache | None = None) -> list[float]:
     timed call at any size. Of the FLOP-counted ones, the smallest, the median and the
     upper quartile by FLOPs are timed, and the others cost a fixed part plus FLOPs at
     the rate fitted through the smallest and the largest of those. (Before, the rates
-    came from the smallest signatures alone, mostly call overhead: `python -m
-    experiments.cost_sum`, 3 runs, CPU, 2026-12-02: an HF Llama block's ops summed to
-    47-53 ms against 23-24 ms timed whole; now 28-37 ms against 23-26 ms.)
+    came from the smallest signatures alone, mostly call overhead, and each op wrote a
+    fresh output, page faults included: `python -m experiments.cost_sum`, 3 runs, CPU,
+    2026-12-02: an HF Llama block's ops summed to 47-53 ms against 23-24 ms timed whole;
+    with the fit 28-37 ms against 23-26 ms; timed into warm outputs 21-22 ms against
+    23-26 ms.)
     """
     cache = cache if cache is not None else CostCache()
     flops_of: dict[int, int] = {}
