@@ -23,7 +23,7 @@ def test_live_bytes_count_what_a_step_holds() -> None:
 
 CASES = [(name, budget) for name in ("gpt2", "transformer", "resnet", "unet", "mlp")
          for budget in (1.0, 0.7, 0.5)
-         if not (budget == 0.5 and name in ("resnet", "unet"))]  # below their minimum
+         if not (budget == 0.5 and name == "resnet")]  # below its minimum
 
 
 @pytest.mark.parametrize("name, budget", CASES)
@@ -31,7 +31,8 @@ def test_predicted_peak_bounds_the_live_bytes_of_a_step(name, budget) -> None:
     """Within 5% of the live peak for the plain chains, never more than 2% under it.
     Measured 2026-12-02 (torch 2.13.0, CPU), live / predicted at 1.0 / 0.7 / 0.5: gpt2
     1.000 / 0.999 / 0.999, transformer 0.981 / 0.973 / 0.962, resnet 0.979 / 0.969 / no
-    plan, unet 0.997 / 0.984 / no plan; the mlp 0.926 / 0.889 / 0.847 (0.2 MiB of
+    plan, unet 0.997 / 0.984 / 0.981 (below its minimum before a cat's gradient views
+    were freed where autograd adds them up); the mlp 0.926 / 0.889 / 0.847 (0.2 MiB of
     activations, where bytes the model rounds, such as its inputs, weigh most)."""
     w = zoo.build(name, "small")
     model = w.model.train()
@@ -80,5 +81,25 @@ def test_a_tied_weights_gradient_is_in_flight_through_the_whole_backward(budget)
     chain = hc.plan.chain
     assert min(chain.working_bytes[1:-1]) >= weight
     live = step_peak_bytes(hc, model, (ids,))
+    predicted = hc.plan.predicted_peak_bytes
+    assert 0.95 * predicted <= live <= 1.02 * predicted, (live, predicted)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "unet"])
+def test_the_per_block_plan_predicts_its_live_bytes(name) -> None:
+    """The plan `torch.utils.checkpoint` per block would run. On the U-Net the skips'
+    gradients come through the decoder's cats as views of the cat's gradient; autograd
+    adds each to its skip's other gradient (a new tensor) at the pooling after the
+    encoder block, and that backward runs before the block's region is recomputed.
+    Counting the cat's gradient to the skip's producer, with the code between blocks
+    in the block before it, predicted 45.06 MiB against 37.31 MiB live on the medium
+    U-Net (2026-12-02, CPU); now 37.69 MiB."""
+    w = zoo.build(name, "small")
+    model = w.model.train()
+    hc = HCModule(model, 1.0, planner="per_stage", cost_model="flops")
+    out = hc(*w.args, **w.kwargs)
+    (out if isinstance(out, torch.Tensor) else out[0]).backward()
+    del out
+    live = step_peak_bytes(hc, model, w.args, w.kwargs)
     predicted = hc.plan.predicted_peak_bytes
     assert 0.95 * predicted <= live <= 1.02 * predicted, (live, predicted)

@@ -247,9 +247,11 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
             live[(j, u)] = live.get((j, u), 0) + nbytes
     intervals = tuple((j, u, b) for (j, u), b in sorted(live.items()))
     # the backward of code between blocks runs right after that of the block after it,
-    # before that of the block before it: its working bytes count in the latter's
+    # before that of the block before it (whose saved tensors a region has not
+    # recomputed yet): its working bytes count in the former's, once its saved tensors
+    # are freed
     ends = sorted(c.end_op for c in calls)
-    stage_of = [bisect.bisect_right(ends, op.index) if st == 0 and calls
+    stage_of = [bisect.bisect_right(ends, op.index) + 1 if st == 0 and calls
                 and calls[0].first_op <= op.index < end_last else st
                 for op, st in ((op, stage_at(op.call, op.index)) for op in ops)]
     # a nested block's g already counts its largest sub-module call's saved bytes: only
@@ -274,8 +276,9 @@ def working_bytes(trace: Trace, stage_of: list[int],
 
     The backward is replayed op by op in reverse. The gradient of an activation storage
     that requires grad lives from the backward of its last reader (in forward order) to
-    that of its producer (for the output of a cat, to that of its inputs' first
-    producer: their gradients are views of its gradient); an op's backward also makes a
+    that of its producer (for the output of a cat, whose inputs' gradients are views of
+    its gradient, until the last view is added to its input's other gradients or used
+    up by its producer's backward); an op's backward also makes a
     gradient of each parameter it reads before accumulating it (a parameter several ops
     read: from the backward of its last reader to that of its first, where autograd
     accumulates the sum). A saved tensor is freed once the backward of the first op that
@@ -304,7 +307,18 @@ def working_bytes(trace: Trace, stage_of: list[int],
         made.setdefault(at, []).append(sid)
     for op in ops:
         if op.name in VIEW_GRAD_OPS and op.grad_inputs:
-            first = min(start.get(sid, 0) for sid, _ in op.grad_inputs)
+            # each input's view is used up where autograd adds it to that input's other
+            # gradients (a new tensor): at the cat's own backward if a later op reads the
+            # input too, else at that of the input's reader just before the cat, else
+            # (no other reader) at its producer's
+            points = []
+            for sid, _ in op.grad_inputs:
+                if readers[sid][-1] > op.index:
+                    points.append(op.index)
+                    continue
+                earlier = [i for i in readers[sid] if i < op.index]
+                points.append(earlier[-1] if earlier else start.get(sid, 0))
+            first = min(points)
             for sid in made.get(op.index, ()):
                 if sid in start:
                     start[sid] = min(start[sid], first)
