@@ -30,10 +30,12 @@ CASES = [(name, budget) for name in ("gpt2", "transformer", "resnet", "unet", "m
 def test_predicted_peak_bounds_the_live_bytes_of_a_step(name, budget) -> None:
     """Within 5% of the live peak for the plain chains, never more than 2% under it.
     Measured 2026-12-02 (torch 2.13.0, CPU), live / predicted at 1.0 / 0.7 / 0.5: gpt2
-    1.000 / 0.999 / 0.999, transformer 0.981 / 0.973 / 0.962, resnet 0.979 / 0.969 / no
-    plan, unet 0.997 / 0.984 / 0.981 (below its minimum before a cat's gradient views
-    were freed where autograd adds them up); the mlp 0.926 / 0.889 / 0.847 (0.2 MiB of
-    activations, where bytes the model rounds, such as its inputs, weigh most)."""
+    1.000 / 0.999 / 0.999, transformer 0.981 / 0.973 / 0.962, resnet 0.967 / 0.952 / no
+    plan, unet 0.997 / 0.995 / 0.981 (below its minimum before a cat's gradient views
+    were freed where autograd adds them up); the mlp 0.962 / 0.941 / 0.917 (0.2 MiB of
+    activations, where bytes the model rounds, such as its inputs, weigh most; 0.926 /
+    0.889 / 0.847 before a Linear's weight, read by its t() view and its matmul, stopped
+    counting as a weight two ops share)."""
     w = zoo.build(name, "small")
     model = w.model.train()
     hc = HCModule(model, budget, cost_model="flops")
@@ -43,7 +45,7 @@ def test_predicted_peak_bounds_the_live_bytes_of_a_step(name, budget) -> None:
     live = step_peak_bytes(hc, model, w.args, w.kwargs)
     predicted = hc.plan.predicted_peak_bytes
     assert live <= 1.02 * predicted, (live, predicted)
-    floor = 0.8 if name == "mlp" or any(hc.plan.chain.nested) else 0.95
+    floor = 0.9 if name == "mlp" else 0.8 if any(hc.plan.chain.nested) else 0.95
     assert live >= floor * predicted, (live, predicted)
 
 
@@ -85,7 +87,7 @@ def test_a_tied_weights_gradient_is_in_flight_through_the_whole_backward(budget)
     assert 0.95 * predicted <= live <= 1.02 * predicted, (live, predicted)
 
 
-@pytest.mark.parametrize("name", ["gpt2", "unet"])
+@pytest.mark.parametrize("name", ["gpt2", "unet", "resnet"])
 def test_the_per_block_plan_predicts_its_live_bytes(name) -> None:
     """The plan `torch.utils.checkpoint` per block would run. On the U-Net the skips'
     gradients come through the decoder's cats as views of the cat's gradient; autograd
@@ -93,7 +95,11 @@ def test_the_per_block_plan_predicts_its_live_bytes(name) -> None:
     encoder block, and that backward runs before the block's region is recomputed.
     Counting the cat's gradient to the skip's producer, with the code between blocks
     in the block before it, predicted 45.06 MiB against 37.31 MiB live on the medium
-    U-Net (2026-12-02, CPU); now 37.69 MiB."""
+    U-Net (2026-12-02, CPU); now 37.69 MiB. On the ResNet a block's recomputation holds
+    its saved tensors, the locals its forward keeps (`y` of `ResidualBlock.forward`)
+    and the gradient in flight at once: without that (`blocks.recompute_bytes`) the
+    small ResNet's live bytes were 1.067 of the prediction, now 0.964; the medium one
+    80.00 MiB live against 73.50 MiB predicted, now 81.50 MiB."""
     w = zoo.build(name, "small")
     model = w.model.train()
     hc = HCModule(model, 1.0, planner="per_stage", cost_model="flops")
@@ -103,3 +109,31 @@ def test_the_per_block_plan_predicts_its_live_bytes(name) -> None:
     live = step_peak_bytes(hc, model, w.args, w.kwargs)
     predicted = hc.plan.predicted_peak_bytes
     assert 0.95 * predicted <= live <= 1.02 * predicted, (live, predicted)
+
+
+class _Local(torch.nn.Module):
+    """`y` stays referenced until forward returns; `t` dies once relu has read it, and
+    the temporary `z * 3.0` once its sum has."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * 2.0
+        t = y + 1.0
+        z = torch.relu(t)
+        del t
+        return (z * 3.0).sum() + y.sum()
+
+
+@pytest.mark.parametrize("method", ["fake", "real"])
+def test_the_trace_records_when_each_storage_dies(method) -> None:
+    from tiny_backprop.trace import trace_fake, trace_real
+
+    x = torch.randn(64, 64, requires_grad=True)
+    tr = (trace_fake if method == "fake" else trace_real)(_Local(), (x,), {})
+    names = [op.name for op in tr.ops]
+    assert names[:5] == ["aten.mul", "aten.add", "aten.relu", "aten.mul", "aten.sum"], names
+    sid = {i: s for s, i in tr.produced.items()}  # op index -> the storage it made
+    assert tr.storage_bytes[sid[0]] == 64 * 64 * 4
+    assert tr.freed[sid[1]] == 3  # t: after relu (op 2) ran, before op 3
+    assert tr.freed[sid[3]] == 5  # z * 3.0: after its sum (op 4)
+    # y (op 0) lives to the end of forward
+    assert tr.freed.get(sid[0], len(tr.ops)) >= len(tr.ops) - 1

@@ -32,6 +32,9 @@ RANDOM_ELEMENT_FLOPS = 400.0
 #: Ops whose backward gives their inputs views of their output's gradient (so that
 #: gradient lives as long as the longest-lived of those).
 VIEW_GRAD_OPS = frozenset({"aten.cat", "aten.stack"})
+#: Ops whose backward passes their output's gradient itself to each input of the
+#: output's size (a residual add): one storage, not one per input.
+ALIAS_GRAD_OPS = frozenset({"aten.add"})
 
 
 def flop_cost(op: OpRecord, weight: float) -> float:
@@ -258,7 +261,14 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
     # its other saved tensors are freed as its backward runs
     saved_at = [(sid, nbytes, stage_at(call, pos), pos) for sid, nbytes, call, pos
                 in trace.saved_order if sid not in boundary and sid not in apart]
-    work = working_bytes(trace, stage_of, saved_at, n + 2)
+    grads = gradients_live(trace)
+    work = working_bytes(trace, stage_of, saved_at, n + 2, grads)
+    if trace.ops:
+        # a recomputed block holds its saved tensors, what its code holds on to and the
+        # gradients in flight at once: a stage's w covers that too (a nested block's
+        # recomputation runs its sub-module calls apart: left as it is)
+        again = recompute_bytes(trace, calls, per_stage, grads)
+        work = [w if kids[s] else max(w, again[s]) for s, w in enumerate(work)]
     return BlockChain(
         container=container, calls=tuple(calls),
         forward_cost=tuple(cost), backward_cost=tuple(back),
@@ -270,24 +280,11 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
         cut_before=tuple(cut) if any(cut) else ())
 
 
-def working_bytes(trace: Trace, stage_of: list[int],
-                  saved: list[tuple[int, int, int, int]], n_stages: int) -> list[int]:
-    """Per stage, the most bytes its backward holds beyond its saved bytes (bytes).
-
-    The backward is replayed op by op in reverse. The gradient of an activation storage
-    that requires grad lives from the backward of its last reader (in forward order) to
-    that of its producer (for the output of a cat, whose inputs' gradients are views of
-    its gradient, until the last view is added to its input's other gradients or used
-    up by its producer's backward); an op's backward also makes a
-    gradient of each parameter it reads before accumulating it (a parameter several ops
-    read: from the backward of its last reader to that of its first, where autograd
-    accumulates the sum). A saved tensor is freed once the backward of the first op that
-    saved it has run. w_s = max over the ops of stage s of (gradients live then)
-    minus (stage s's saved bytes freed by then), at least 0.
-
-    `stage_of[i]`: the stage of op i; `saved`: (storage key, bytes, stage, ops run when
-    it was saved) of the saved tensors the stages' g count (boundaries left out).
-    """
+def gradients_live(trace: Trace) -> tuple[list[int], list[int], list[int]]:
+    """Per op of `trace` (forward order): the bytes of activation gradients live while
+    its backward runs, the bytes of the parameter gradients it makes there before they
+    are accumulated (see `working_bytes`), and the bytes of the activation gradients
+    among the first that it makes (not live before it runs)."""
     ops = trace.ops
     n = len(ops)
     readers: dict[int, list[int]] = {}
@@ -306,13 +303,16 @@ def working_bytes(trace: Trace, stage_of: list[int],
     for sid, at in trace.produced.items():
         made.setdefault(at, []).append(sid)
     for op in ops:
-        if op.name in VIEW_GRAD_OPS and op.grad_inputs:
+        shared = (op.grad_inputs if op.name in VIEW_GRAD_OPS else
+                  tuple(g for g in op.grad_inputs if g[1] == op.out_bytes)
+                  if op.name in ALIAS_GRAD_OPS and op.out_bytes else ())
+        if shared:
             # each input's view is used up where autograd adds it to that input's other
-            # gradients (a new tensor): at the cat's own backward if a later op reads the
-            # input too, else at that of the input's reader just before the cat, else
-            # (no other reader) at its producer's
+            # gradients (a new tensor): at the op's own backward if a later op reads the
+            # input too, else at that of the input's reader just before it, else (no
+            # other reader) at its producer's
             points = []
-            for sid, _ in op.grad_inputs:
+            for sid, _ in shared:
                 if readers[sid][-1] > op.index:
                     points.append(op.index)
                     continue
@@ -322,7 +322,7 @@ def working_bytes(trace: Trace, stage_of: list[int],
             for sid in made.get(op.index, ()):
                 if sid in start:
                     start[sid] = min(start[sid], first)
-            for sid, _ in op.grad_inputs:
+            for sid, _ in shared:
                 if last.get(sid) == op.index:
                     earlier = [i for i in readers[sid] if i < op.index]
                     if earlier:
@@ -341,6 +341,8 @@ def working_bytes(trace: Trace, stage_of: list[int],
     param_users: dict[int, list[int]] = {}
     param_size: dict[int, int] = {}
     for op in ops:
+        if op.out_bytes <= 0 and not op.inplace:
+            continue  # a view of the weight (a Linear's t()): its reader makes the gradient
         for sid, nbytes in op.param_grad_inputs:
             param_users.setdefault(sid, []).append(op.index)
             param_size[sid] = max(param_size.get(sid, 0), nbytes)
@@ -356,6 +358,37 @@ def working_bytes(trace: Trace, stage_of: list[int],
     for i in range(n):
         cur += diff[i]
         live[i] = cur
+    born = [0] * n  # gradients op i's backward makes (their interval ends at i)
+    for sid, r in last.items():
+        if start[sid] <= r:
+            born[r] += size[sid]
+    return live, own, born
+
+
+def working_bytes(trace: Trace, stage_of: list[int],
+                  saved: list[tuple[int, int, int, int]], n_stages: int,
+                  grads: tuple[list[int], list[int], list[int]] | None = None
+                  ) -> list[int]:
+    """Per stage, the most bytes its backward holds beyond its saved bytes (bytes).
+
+    The backward is replayed op by op in reverse. The gradient of an activation storage
+    that requires grad lives from the backward of its last reader (in forward order) to
+    that of its producer (for the output of a cat, whose inputs' gradients are views of
+    its gradient, until the last view is added to its input's other gradients or used
+    up by its producer's backward); an op's backward also makes a
+    gradient of each parameter it reads before accumulating it (a parameter several ops
+    read: from the backward of its last reader to that of its first, where autograd
+    accumulates the sum). A saved tensor is freed once the backward of the first op that
+    saved it has run. w_s = max over the ops of stage s of (gradients live then)
+    minus (stage s's saved bytes freed by then), at least 0.
+
+    `stage_of[i]`: the stage of op i; `saved`: (storage key, bytes, stage, ops run when
+    it was saved) of the saved tensors the stages' g count (boundaries left out);
+    `grads`: `gradients_live(trace)` when already computed.
+    """
+    ops = trace.ops
+    n = len(ops)
+    live, own, _ = grads if grads is not None else gradients_live(trace)
     # a saved storage is freed after the backward of the first op that saved it (an
     # input saved before the op ran counts from the op before: never freed too early)
     first: dict[int, tuple[int, int, int]] = {}
@@ -376,6 +409,63 @@ def working_bytes(trace: Trace, stage_of: list[int],
         for st, nbytes in frees.get(i, ()):
             freed[st] += nbytes
     return work
+
+
+def recompute_bytes(trace: Trace, calls: list[CallRecord], saved: list[dict[int, int]],
+                    grads: tuple[list[int], list[int], list[int]]) -> list[int]:
+    """Per stage, the most bytes a recomputation of its block holds beyond its saved
+    bytes (bytes; 0 for pre and post).
+
+    A region's recomputation runs when backward first needs a saved tensor of the block,
+    at the backward of the last op that saved one: the gradients live before that op's
+    backward makes its own (`grads`: `gradients_live(trace)`) are live through it. At
+    each op of the block it holds the block's saved tensors made so far and the
+    storages made inside the block that the traced forward still held then
+    (`Trace.freed`: Python locals, an op's output its next op reads, the block's
+    output). `saved[s]`: stage s's saved storages (key -> bytes)."""
+    out = [0] * (len(calls) + 2)
+    freed = trace.freed
+    made: dict[int, list[int]] = {}
+    for sid, i in trace.produced.items():
+        made.setdefault(i, []).append(sid)
+    first_pos: dict[int, int] = {}  # ops run when a storage was first saved
+    last_pos: dict[int, int] = {}  # and when last
+    for sid, _, _, pos in trace.saved_order:
+        first_pos.setdefault(sid, pos)
+        last_pos[sid] = pos
+    for k, c in enumerate(calls):
+        mine = saved[k + 1]
+        if c.end_op <= c.first_op:
+            continue
+        ends = [0] * (c.end_op - c.first_op + 1)  # bytes no longer live from op j on
+        at = [0] * (c.end_op - c.first_op + 1)  # bytes saved or made at op j
+        for i in range(c.first_op, c.end_op):
+            for sid in made.get(i, ()):
+                if sid in mine:
+                    continue
+                nbytes = trace.storage_bytes.get(sid, 0)
+                at[i - c.first_op] += nbytes
+                j = freed.get(sid, c.end_op)
+                if j < c.end_op:
+                    ends[max(j, i + 1) - c.first_op] += nbytes
+        for sid, nbytes in mine.items():
+            pos = first_pos.get(sid, c.first_op)
+            at[min(max(pos, c.first_op), c.end_op - 1) - c.first_op] += nbytes
+        cur = peak = 0
+        for j in range(c.end_op - c.first_op):
+            cur += at[j] - ends[j]
+            peak = max(peak, cur)
+        if not mine:
+            continue  # nothing saved: a region never recomputes it
+        # the last op that saved one (an op's output is saved as the op returns, after
+        # the trace counted it: either of the two positions)
+        pos = max((last_pos[sid] for sid in mine
+                   if c.first_op <= last_pos.get(sid, -1) <= c.end_op), default=c.end_op)
+        live, _, born = grads
+        in_flight = max(live[t] - born[t] for t in {min(max(q, c.first_op), c.end_op - 1)
+                                                   for q in (pos - 1, pos)})
+        out[k + 1] = max(0, peak - sum(mine.values()) + in_flight)
+    return out
 
 
 def _occurrences(trace: Trace, scope: list[CallRecord] | None, targets: list[CallRecord]

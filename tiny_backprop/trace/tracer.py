@@ -88,6 +88,16 @@ class _Recorder(TorchDispatchMode):
         self.call_counts: dict[str, int] = {}
         self.seen: set[int] = set()
         self.sig_index: dict[tuple, int] = {}
+        self.watch: dict[int, weakref.finalize] = {}
+
+    def _freed(self, sid: int) -> None:
+        self.trace.freed[sid] = len(self.trace.ops)
+
+    def stop_watching(self) -> None:
+        """Detach the free callbacks of storages still alive (they live to the end)."""
+        for f in self.watch.values():
+            f.detach()
+        self.watch.clear()
 
     # -- storages ---------------------------------------------------------------
 
@@ -115,7 +125,12 @@ class _Recorder(TorchDispatchMode):
             if sid not in self.seen:
                 self.seen.add(sid)
                 self.trace.produced[sid] = len(self.trace.ops)
+                self.trace.storage_bytes[sid] = nbytes
                 new_bytes += nbytes
+        for t in outs:  # when each new storage dies (saved tensors are not kept)
+            sid = self.ids.key(t)[0]
+            if self.trace.produced.get(sid) == len(self.trace.ops) and sid not in self.watch:
+                self.watch[sid] = weakref.finalize(t.untyped_storage(), self._freed, sid)
         flops = 0
         fn = flop_registry.get(func.overloadpacket)
         if fn is not None:
@@ -284,6 +299,7 @@ def _state_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def _run(model: nn.Module, rec: _Recorder, call: Any) -> Any:
     with ExitStack() as stack:
+        stack.callback(rec.stop_watching)
         stack.enter_context(_module_hooks(model, rec))
         stack.enter_context(torch.enable_grad())
         stack.enter_context(saved_tensors_hooks(rec.pack, _unpack_never))

@@ -118,6 +118,10 @@ class Trace:
         saved_order: (storage key, bytes, innermost call, ops run so far) of every saved
             tensor in pack order; parameters and buffers are left out.
         produced: storage key -> index of the op whose output first had that storage.
+        storage_bytes: storage key -> bytes, of the storages in `produced`.
+        freed: storage key -> ops run when that storage died in the traced forward (the
+            trace keeps no saved tensor, so this is when the model's code and the ops
+            after it let go of it); absent: alive at the end of the forward.
         method: "fake" (FakeTensorMode) or "real" (real tensors, nothing saved kept).
         signatures: the distinct (op, argument metadata) of the ops, for timing them.
         seconds: wall time of the trace (seconds).
@@ -129,6 +133,8 @@ class Trace:
     output_bytes: int = 0
     saved_order: list[tuple[int, int, int, int]] = field(default_factory=list)
     produced: dict[int, int] = field(default_factory=dict)
+    storage_bytes: dict[int, int] = field(default_factory=dict)
+    freed: dict[int, int] = field(default_factory=dict)
     method: str = "fake"
     seconds: float = 0.0
     signatures: list[OpSignature] = field(default_factory=list)
