@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -133,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in steps:
         if not s["ok"]:
             print(f"FAIL  step {s['step']} (exit {s['exit_code']})")
-    print(f"{'OK' if ok else 'FAILED'}: summary in {out.relative_to(ROOT)}")
+    print(f"{'OK' if ok else 'FAILED'}: summary in {os.path.relpath(out, ROOT)}")
     return 0 if ok else 1
 
 

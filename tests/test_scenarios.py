@@ -133,7 +133,8 @@ def test_inner_model_eval_after_step_0_batchnorm() -> None:
     def prepare(m, i):
         if i == 1:
             m.blocks[0].eval()  # one inner module in eval: its BatchNorm stats freeze
-    assert_exact(w.model.train(), lambda i: (w.args, w.kwargs), 0.5, prepare=prepare)
+    # 0.6: its minimum is 0.515 of store-all (the convolutions' scratch counted)
+    assert_exact(w.model.train(), lambda i: (w.args, w.kwargs), 0.6, prepare=prepare)
 
 
 def test_tied_weights_after_load_state_dict_assign() -> None:

@@ -163,10 +163,13 @@ def _nested_children(trace: Trace, call: CallRecord, saved: dict[int, int],
 
 
 def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
-                op_costs: list[float] | None = None, nested: bool = False) -> BlockChain:
+                op_costs: list[float] | None = None, nested: bool = False,
+                scratch: dict[int, tuple[int, int]] | None = None) -> BlockChain:
     """The chain ``[pre] + blocks + [post]`` of a trace (bytes; FLOP-equivalents, or
     the unit of `op_costs`, per op index, when given). `nested`: blocks recompute their
-    large sub-module calls as nested regions (`BlockChain.nested`)."""
+    large sub-module calls as nested regions (`BlockChain.nested`). `scratch`: op index
+    -> (forward, backward) scratch bytes (`tiny_backprop.scratch.measure_scratch`),
+    counted in the working bytes."""
     weight = COST_MODELS[cost_model]
     container, calls = find_block_calls(model, trace)
     n = len(calls)
@@ -261,13 +264,13 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
     # its other saved tensors are freed as its backward runs
     saved_at = [(sid, nbytes, stage_at(call, pos), pos) for sid, nbytes, call, pos
                 in trace.saved_order if sid not in boundary and sid not in apart]
-    grads = gradients_live(trace)
+    grads = gradients_live(trace, scratch)
     work = working_bytes(trace, stage_of, saved_at, n + 2, grads)
     if trace.ops:
         # a recomputed block holds its saved tensors, what its code holds on to and the
         # gradients in flight at once: a stage's w covers that too (a nested block's
         # recomputation runs its sub-module calls apart: left as it is)
-        again = recompute_bytes(trace, calls, per_stage, grads)
+        again = recompute_bytes(trace, calls, per_stage, grads, scratch)
         work = [w if kids[s] else max(w, again[s]) for s, w in enumerate(work)]
     return BlockChain(
         container=container, calls=tuple(calls),
@@ -280,11 +283,13 @@ def block_chain(model: nn.Module, trace: Trace, cost_model: str = "flops",
         cut_before=tuple(cut) if any(cut) else ())
 
 
-def gradients_live(trace: Trace) -> tuple[list[int], list[int], list[int]]:
+def gradients_live(trace: Trace, scratch: dict[int, tuple[int, int]] | None = None
+                   ) -> tuple[list[int], list[int], list[int]]:
     """Per op of `trace` (forward order): the bytes of activation gradients live while
-    its backward runs, the bytes of the parameter gradients it makes there before they
-    are accumulated (see `working_bytes`), and the bytes of the activation gradients
-    among the first that it makes (not live before it runs)."""
+    its backward runs, the bytes of the parameter gradients (and of `scratch`, op index
+    -> (forward, backward) bytes) it makes there before they are accumulated (see
+    `working_bytes`), and the bytes of the activation gradients among the first that it
+    makes (not live before it runs)."""
     ops = trace.ops
     n = len(ops)
     readers: dict[int, list[int]] = {}
@@ -347,6 +352,8 @@ def gradients_live(trace: Trace) -> tuple[list[int], list[int], list[int]]:
             param_users.setdefault(sid, []).append(op.index)
             param_size[sid] = max(param_size.get(sid, 0), nbytes)
     own = [op.param_grad_bytes for op in ops]
+    for i, (_, back) in (scratch or {}).items():
+        own[i] += back
     for sid, users in param_users.items():
         if users[-1] > users[0]:
             diff[users[0]] += param_size[sid]
@@ -412,7 +419,8 @@ def working_bytes(trace: Trace, stage_of: list[int],
 
 
 def recompute_bytes(trace: Trace, calls: list[CallRecord], saved: list[dict[int, int]],
-                    grads: tuple[list[int], list[int], list[int]]) -> list[int]:
+                    grads: tuple[list[int], list[int], list[int]],
+                    scratch: dict[int, tuple[int, int]] | None = None) -> list[int]:
     """Per stage, the most bytes a recomputation of its block holds beyond its saved
     bytes (bytes; 0 for pre and post).
 
@@ -422,7 +430,8 @@ def recompute_bytes(trace: Trace, calls: list[CallRecord], saved: list[dict[int,
     each op of the block it holds the block's saved tensors made so far and the
     storages made inside the block that the traced forward still held then
     (`Trace.freed`: Python locals, an op's output its next op reads, the block's
-    output). `saved[s]`: stage s's saved storages (key -> bytes)."""
+    output), and an op's forward `scratch` while it runs. `saved[s]`: stage s's saved
+    storages (key -> bytes)."""
     out = [0] * (len(calls) + 2)
     freed = trace.freed
     made: dict[int, list[int]] = {}
@@ -454,7 +463,7 @@ def recompute_bytes(trace: Trace, calls: list[CallRecord], saved: list[dict[int,
         cur = peak = 0
         for j in range(c.end_op - c.first_op):
             cur += at[j] - ends[j]
-            peak = max(peak, cur)
+            peak = max(peak, cur + (scratch or {}).get(c.first_op + j, (0, 0))[0])
         if not mine:
             continue  # nothing saved: a region never recomputes it
         # the last op that saved one (an op's output is saved as the op returns, after

@@ -29,6 +29,7 @@ from .options import (
 )
 from .plan import PLANNERS, Plan, format_bytes, parse_budget, plan_chain
 from .runtime.spec import RuntimePlan
+from .scratch import estimate_scratch
 from .trace import Trace, trace_model
 from .tree import Node, Region
 
@@ -220,7 +221,9 @@ def plan_trace(model: nn.Module, trace: Trace, budget: Budget, planner: str = "o
     """Plan a trace for `budget` (or exactly `budget_bytes` when given).
 
     ``cost_model="measured"`` times the trace's ops on the device (`tiny_backprop.costs`,
-    cached in `cost_cache`); costs are then seconds. With ``planner="optimal"`` the
+    cached in `cost_cache`); costs are then seconds. Whatever the cost model, the
+    scratch memory of CPU convolutions is estimated from their sizes
+    (`tiny_backprop.scratch.estimate_scratch`) and counted in the working bytes. With ``planner="optimal"`` the
     plain chain and the nested one (blocks recomputing large sub-module calls apart) are
     both planned and the cheaper plan is kept.
     With ``planner="optimal"`` and `keep_ops`, regions may also keep chosen op outputs
@@ -238,9 +241,10 @@ def plan_trace(model: nn.Module, trace: Trace, budget: Budget, planner: str = "o
         costs = measure(trace, cost_cache)
     weight = COST_MODELS[cost_model]
     asked = budget if budget_bytes is None else int(budget_bytes)
-    chains = [block_chain(model, trace, cost_model, costs)]
+    scratch = estimate_scratch(trace)
+    chains = [block_chain(model, trace, cost_model, costs, scratch=scratch)]
     if planner == "optimal":  # also: blocks recomputing their big sub-modules apart
-        alt = block_chain(model, trace, cost_model, costs, nested=True)
+        alt = block_chain(model, trace, cost_model, costs, nested=True, scratch=scratch)
         if any(alt.nested):
             chains.append(alt)
     if len(chains) > 1 and not isinstance(asked, int):
