@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
-import re
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -26,12 +25,9 @@ from typing import Any
 import torch
 from torch.utils import _pytree as pytree
 
+from experiments.pareto import _status
+
 MIB = 2**20
-
-
-def _status(field: str) -> int:
-    with open("/proc/self/status") as f:
-        return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1)) * 1024
 
 
 def _kept(values: Any) -> int:

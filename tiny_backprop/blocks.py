@@ -434,6 +434,7 @@ def recompute_bytes(trace: Trace, calls: list[CallRecord], saved: list[dict[int,
     storages (key -> bytes)."""
     out = [0] * (len(calls) + 2)
     freed = trace.freed
+    scratch = scratch or {}
     made: dict[int, list[int]] = {}
     for sid, i in trace.produced.items():
         made.setdefault(i, []).append(sid)
@@ -463,7 +464,7 @@ def recompute_bytes(trace: Trace, calls: list[CallRecord], saved: list[dict[int,
         cur = peak = 0
         for j in range(c.end_op - c.first_op):
             cur += at[j] - ends[j]
-            peak = max(peak, cur + (scratch or {}).get(c.first_op + j, (0, 0))[0])
+            peak = max(peak, cur + scratch.get(c.first_op + j, (0, 0))[0])
         if not mine:
             continue  # nothing saved: a region never recomputes it
         # the last op that saved one (an op's output is saved as the op returns, after

@@ -10,7 +10,8 @@ them (the resident high-water mark of one call) and compares.
 
 from __future__ import annotations
 
-import torch
+import math
+
 from torch.utils import _pytree as pytree
 
 from .trace.types import TensorMeta, Trace
@@ -46,10 +47,7 @@ def estimate_scratch(trace: Trace) -> dict[int, tuple[int, int]]:
 
 
 def _meta_bytes(meta: TensorMeta) -> int:
-    n = 1
-    for d in meta.shape:
-        n *= int(d)
-    return n * torch.empty((), dtype=meta.dtype).element_size()
+    return math.prod(int(d) for d in meta.shape) * meta.dtype.itemsize
 
 
 __all__ = ["SCRATCH_OPS", "estimate_scratch"]

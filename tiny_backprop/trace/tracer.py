@@ -121,16 +121,16 @@ class _Recorder(TorchDispatchMode):
         self.counts[name] = occ + 1
         outs = _tensors(out)
         new_bytes = 0
-        for sid, nbytes in self._keys(outs).items():
-            if sid not in self.seen:
-                self.seen.add(sid)
-                self.trace.produced[sid] = len(self.trace.ops)
-                self.trace.storage_bytes[sid] = nbytes
-                new_bytes += nbytes
-        for t in outs:  # when each new storage dies (saved tensors are not kept)
-            sid = self.ids.key(t)[0]
-            if self.trace.produced.get(sid) == len(self.trace.ops) and sid not in self.watch:
-                self.watch[sid] = weakref.finalize(t.untyped_storage(), self._freed, sid)
+        for t in outs:
+            sid, nbytes = self.ids.key(t)
+            if sid in self.state_ids or sid in self.seen:
+                continue
+            self.seen.add(sid)
+            self.trace.produced[sid] = len(self.trace.ops)
+            self.trace.storage_bytes[sid] = nbytes
+            new_bytes += nbytes
+            # when it dies (saved tensors are not kept)
+            self.watch[sid] = weakref.finalize(t.untyped_storage(), self._freed, sid)
         flops = 0
         fn = flop_registry.get(func.overloadpacket)
         if fn is not None:
