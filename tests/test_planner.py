@@ -126,6 +126,40 @@ def test_discretisation_never_exceeds_budget() -> None:
         assert p.total_cost == pytest.approx(p.planned_cost, rel=1e-9)
 
 
+def test_auto_slots_are_fine_for_short_chains_and_bounded_for_long_ones() -> None:
+    from tiny_backprop.plan import AUTO_SLOTS_WORK, MAX_AUTO_SLOTS, MIN_AUTO_SLOTS, auto_slots
+
+    assert auto_slots(8) == MAX_AUTO_SLOTS and auto_slots(400) == MIN_AUTO_SLOTS
+    for n in range(1, 200):
+        s = auto_slots(n)
+        assert s & (s - 1) == 0 and MIN_AUTO_SLOTS <= s <= MAX_AUTO_SLOTS
+        assert s == MIN_AUTO_SLOTS or n * n * s <= AUTO_SLOTS_WORK
+        assert s <= auto_slots(max(1, n - 1))
+
+
+def test_default_slots_find_plans_that_fit_by_less_than_a_coarse_unit() -> None:
+    # budgets under 8192 bytes: the default (8192 slots for 8 stages) is one byte per
+    # unit, so the DP is exact; 512 slots round sizes up and sometimes miss the optimum
+    rng = random.Random(5)
+    worse = 0
+    for _ in range(60):
+        n = 8
+        x = [rng.randint(100, 400) for _ in range(n)]
+        g = [rng.randint(500, 900) for _ in range(n)]
+        f = [float(rng.randint(1, 9)) for _ in range(n)]
+        b = [2 * v for v in f]
+        lo = R.min_budget(x, g)
+        budget = rng.randint(lo, min(8191, lo + 1500))
+        exact = _C.plan_chain(f, b, x, g, budget, slots=budget)
+        p = plan_chain(f, b, x, g, budget)
+        assert p.slots == 8192 and p.peak_bytes <= budget
+        assert exact is not None and p.total_cost == pytest.approx(exact[2], rel=1e-12)
+        coarse = plan_chain(f, b, x, g, budget, slots=512)
+        assert coarse.total_cost >= p.total_cost - 1e-9
+        worse += coarse.total_cost > p.total_cost + 1e-9
+    assert worse > 0  # the case the default guards against does occur
+
+
 def test_infeasible_budget_error_gives_exact_minimum() -> None:
     f, b, x, g = [1.0] * 4, [2.0] * 4, [10] * 4, [10] * 4
     with pytest.raises(BudgetError) as ei:

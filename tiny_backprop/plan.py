@@ -241,6 +241,29 @@ def _check_lists(
     return n
 
 
+#: Slots of the optimal DP when none are asked: about this many (stages**2 x slots), the
+#: DP's work growing with both, within [MIN_AUTO_SLOTS, MAX_AUTO_SLOTS].
+AUTO_SLOTS_WORK = 2_000_000
+MIN_AUTO_SLOTS = 512
+MAX_AUTO_SLOTS = 8192
+
+
+def auto_slots(num_stages: int) -> int:
+    """Memory units for the optimal DP over `num_stages` stages: the largest power of two
+    with ``num_stages**2 * slots <= AUTO_SLOTS_WORK``, clamped to [512, 8192].
+
+    A unit is budget/slots bytes and the DP rounds every size up to units, so a plan
+    that fits by less than a few units is missed at coarse units (HF Llama 6L at 0.286 of
+    store-all: 512 slots missed the per-block plan, 8192 find it). Short chains get fine
+    units cheaply; long ones stay fast (the DP's time grows about linearly in slots).
+    """
+    n = max(1, int(num_stages))
+    s = MIN_AUTO_SLOTS
+    while s < MAX_AUTO_SLOTS and n * n * s * 2 <= AUTO_SLOTS_WORK:
+        s *= 2
+    return s
+
+
 def plan_chain(
     forward_cost: Sequence[float],
     backward_cost: Sequence[float],
@@ -249,7 +272,7 @@ def plan_chain(
     budget: Budget,
     *,
     planner: str = "optimal",
-    slots: int = 512,
+    slots: int | None = None,
     must_keep: Sequence[bool] | None = None,
     height: int | None = None,
     live_intervals: Sequence[tuple[int, int, int]] | None = None,
@@ -266,7 +289,9 @@ def plan_chain(
         saved_bytes: g_i, bytes stage i saves for its backward.
         budget: bytes (int), a size string ("2GiB") or a fraction of the store-all peak.
         planner: one of PLANNERS.
-        slots: memory units of the optimal DP (>= 1); more = finer, slower.
+        slots: memory units of the optimal DP (>= 1); more = finer, slower. The DP
+            rounds every size up to a unit of budget/slots, so coarse units can miss a
+            plan that fits by a few units. None = `auto_slots(len(forward_cost))`.
         must_keep: per stage, True = never inside a recompute region (bools only).
         height: tree height for planner="tree" (default ceil(log2 L)).
         live_intervals: DAG accounting (docs/theory.md §2): (j, u, bytes) for every
@@ -302,6 +327,8 @@ def plan_chain(
 
     if not isinstance(planner, str) or planner not in PLANNERS:
         raise ValueError(f"planner must be one of {', '.join(PLANNERS)}; got {planner!r}")
+    if slots is None:
+        slots = auto_slots(len(forward_cost))
     if isinstance(slots, bool) or not isinstance(slots, numbers.Integral):
         raise TypeError(f"slots must be an int, not {type(slots).__name__}")
     if slots < 1:
@@ -503,7 +530,7 @@ def plan(
     budget: Budget,
     planner: str = "optimal",
     *,
-    slots: int = 512,
+    slots: int | None = None,
     max_stages: int | None = None,
 ) -> Plan:
     """Plan a captured graph: coarsen it into a stage chain, then `plan_chain`.
