@@ -10,6 +10,12 @@ predicted held peak (saved tensors, held inputs, kept outputs; never above 1.0 b
 construction), and a third step's live activation bytes (`tests/_live_bytes.py`: every
 storage its ops make, until freed, the gradients included) / the predicted peak with
 working bytes (1.0 = exact).
+
+Live bytes count the storages ops make; a CPU convolution's scratch (oneDNN's blocked
+copies, allocated outside torch's allocator) is not among them. So the plans here leave
+the scratch estimate out (`tiny_backprop.scratch`), like `tests/test_live_memory.py`
+does; ``--with-scratch`` plans with it (the CNN rows then compare unlike things).
+`tests/test_runtime_memory.py` and `experiments.pareto` measure the scratch via RSS.
 """
 
 from __future__ import annotations
@@ -43,7 +49,17 @@ def _ratios(model: torch.nn.Module, args: tuple, kwargs: dict, budget: float | i
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=None, help="also write the table to this file")
+    ap.add_argument("--with-scratch", action="store_true",
+                    help="plan with the CPU convolution scratch estimate (live bytes miss it)")
     a = ap.parse_args(argv)
+    if a.with_scratch:
+        return _table(a.out, "with the scratch estimate")
+    from unittest import mock
+    with mock.patch("tiny_backprop.planning.estimate_scratch", lambda *_a, **_k: {}):
+        return _table(a.out, "scratch estimate left out")
+
+
+def _table(out: str | None, scratch: str) -> int:
     sys.path.insert(0, str(ROOT))
     from tests._exact import min_budget
     from tests.test_hc_module import _build, store_all
@@ -51,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(1)
     lines = [f"# python -m experiments.prediction_accuracy  ({time.strftime('%Y-%m-%d')}, "
-             f"torch {torch.__version__})", "model             budget  accountant/held  live/predicted"]
+             f"torch {torch.__version__}; {scratch})", "model             budget  accountant/held  live/predicted"]
     for name in zoo.MODELS:
         for budget in (1.0, 0.5, "min"):
             w = _build(name)
@@ -69,8 +85,8 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"{'gpt2 medium':<17} {budget!s:<7} "
                      f"{_ratios(w.model, w.args, w.kwargs, budget)}")
         print(lines[-1], flush=True)
-    if a.out:
-        Path(a.out).write_text("\n".join(lines) + "\n")
+    if out:
+        Path(out).write_text("\n".join(lines) + "\n")
     return 0
 
 
