@@ -224,3 +224,19 @@ def test_pareto_merge_times_uses_the_interleaved_steps():
     assert abs(by["tiny@0.5"]["time_x_naive"] - 1.3 / 1.1) < 1e-12
     assert by["tiny@0.5"]["time_min_s"] == 1.2 and by["tiny@0.5"]["time_steps"] == 3
     assert "boom" in by["sac"]["time_note"] and by["sac"]["time_s"] == 9.0
+
+
+def test_slots_check_plans_each_budget_at_each_slots_and_the_default(tmp_path, capsys):
+    from experiments import slots_check
+
+    out = tmp_path / "slots.txt"
+    assert slots_check.main(["--workload", "mlp_small", "--budgets", "0.5", "1.0",
+                             "--slots", "4", "512", "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("# python -m experiments.slots_check --workload mlp_small")
+    rows = [ln.split() for ln in lines[2:-1]]
+    assert [(r[0], r[1]) for r in rows] == [
+        ("0.5", "4"), ("0.5", "512"), ("0.5", "8192*"),
+        ("1.0", "4"), ("1.0", "512"), ("1.0", "8192*")]
+    assert all(float(r[3]) >= 0 for r in rows)
+    assert float(rows[3][3]) == 0.0  # store-all: nothing recomputed
