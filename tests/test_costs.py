@@ -109,3 +109,29 @@ def test_ops_with_an_out_overload_are_timed_into_their_warm_up_outputs() -> None
         packet = name.rsplit(".", 1)[0]
         assert calls.seen.count(name) == own, (name, calls.seen)
         assert calls.seen.count(packet + ".out") == out, (name, calls.seen)
+
+
+class _Losses(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x * 2.0
+        return nn.functional.mse_loss(y, x) + y.mean() + y.sum(dim=1).sum()
+
+
+def test_out_variants_match_their_overload_and_never_resize(capfd: pytest.CaptureFixture
+                                                             ) -> None:
+    from tiny_backprop.costs import _out_overload, time_signature
+
+    a = torch.ops.aten
+    # the packet's `.out` belongs to one overload: mean.out is mean.dim's
+    assert _out_overload(a.mean.default)[0] is a.mean.dtype_out
+    assert _out_overload(a.mean.dim)[0] is a.mean.out
+    assert _out_overload(a.sum.dim_IntList)[0] is a.sum.IntList_out
+    assert _out_overload(a.view.default) is None
+    tr = trace_model(_Losses(), (torch.randn(16, 32),), {})
+    names = {str(sig.op) for sig in tr.signatures}
+    assert {"aten.mse_loss.default", "aten.mean.default"} <= names, names
+    for sig in tr.signatures:
+        assert time_signature(sig) > 0
+    # mse_loss.out resizes its output to the unreduced loss and back: timed as called,
+    # without torch's "An output with one or more elements was resized" warning
+    assert "resized" not in capfd.readouterr().err

@@ -73,14 +73,27 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def _arguments(schema: torch._C.FunctionSchema) -> list[tuple[str, str]]:
+    return [(a.name, str(a.type)) for a in schema.arguments if not a.is_out]
+
+
 def _out_overload(op: object) -> tuple[object, list[str]] | None:
-    """The `.out` overload of an aten op and its out-argument names, if it has one."""
+    """The out variant of an aten overload and its out-argument names, if it has one:
+    the overload of the same packet whose other arguments are exactly `op`'s (the
+    packet's ``.out`` belongs to one overload only: ``sum.out`` is ``sum.default``'s,
+    ``sum.IntList_out`` is ``sum.dim_IntList``'s; a mismatched one resizes the outputs,
+    with a warning from torch, and times something else)."""
     packet = getattr(op, "overloadpacket", None)
-    out_op = getattr(packet, "out", None) if packet is not None else None
-    if out_op is None:
+    schema = getattr(op, "_schema", None)
+    if packet is None or schema is None:
         return None
-    names = [a.name for a in out_op._schema.arguments if a.is_out]
-    return (out_op, names) if names else None
+    want = _arguments(schema)
+    for name in packet.overloads():
+        cand = getattr(packet, name)
+        names = [a.name for a in cand._schema.arguments if a.is_out]
+        if names and cand is not op and _arguments(cand._schema) == want:
+            return cand, names
+    return None
 
 
 def _storages(values: object) -> set[int]:
@@ -112,14 +125,25 @@ def time_signature(sig: OpSignature, repeats: int = REPEATS) -> float:
                 and not _storages(outs) & _storages(leaves)):
             out_op, names = found
             out_kwargs = dict(kwargs, **dict(zip(names, outs)))
+            shapes = [t.shape for t in outs]
+            ptrs = _storages(outs)
             try:
+                # emptied first (their storage stays): an out variant may resize its
+                # output (mse_loss.out writes the unreduced loss into it, then resizes
+                # it back), which warns when it has elements; it is then timed as called
+                for t in outs:
+                    t.resize_(0)
                 out_op(*args, **out_kwargs)
-                call = (out_op, out_kwargs)
+                if [t.shape for t in outs] == shapes and _storages(outs) == ptrs:
+                    call = (out_op, out_kwargs)
             except Exception:  # an out variant that differs: time the op as called
                 call = None
         if call is None:
             del first, outs
         for _ in range(repeats):
+            if call is not None:  # each call starts from empty outputs, storage kept
+                for t in outs:
+                    t.resize_(0)
             _sync(device)
             t0 = time.perf_counter()
             if call is not None:
